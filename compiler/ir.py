@@ -1,0 +1,140 @@
+"""The network IR: populations and projections, float (from NIR) and integer (after quantize).
+
+A `Network` is what the frontend produces: neuron populations with per-neuron float
+parameters in NIR's units, and projections whose weights are `scipy.sparse` matrices
+(post x pre) with one integer delay (in timesteps) per synapse. Linear NIR nodes
+(Affine, Linear, Scale, Conv, Pool, Flatten, Delay) no longer exist here: they have
+been composed into projections and population biases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+INPUT = "Input"
+NEURON_KINDS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold")
+SPIKING_KINDS = frozenset({"LIF", "CubaLIF", "IF", "Threshold"})
+
+# NIR parameter names per neuron kind (all stored per neuron, flat float64).
+KIND_PARAMS: dict[str, tuple[str, ...]] = {
+    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    "IF": ("r", "v_threshold", "v_reset"),
+    "LI": ("tau", "r", "v_leak"),
+    "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
+    "I": ("r",),
+    "Threshold": ("threshold",),
+}
+
+
+@dataclass
+class Population:
+    """A group of neurons of one kind (or the graph's input)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    # Constant input current added every step (Affine biases composed through the graph).
+    bias: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind == INPUT or self.kind in SPIKING_KINDS
+
+    def bias_or_zero(self) -> np.ndarray:
+        return self.bias if self.bias is not None else np.zeros(self.size)
+
+
+@dataclass
+class Projection:
+    """Synapses from `pre` to `post`: weights[i, j] from pre neuron j to post neuron i."""
+
+    pre: str
+    post: str
+    weights: sp.csr_array
+    delays: np.ndarray  # int64, aligned with weights.data (canonical CSR order)
+    # Where the projection came from when it is one convolution: kernel, stride, ...
+    # so a target with weight sharing can use it. None for general sparse.
+    structure: dict[str, Any] | None = None
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.weights.nnz)
+
+    @property
+    def max_delay(self) -> int:
+        return int(self.delays.max()) if self.delays.size else 0
+
+    def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(post index, pre index, weight, delay) per synapse, in CSR order."""
+        w = self.weights
+        rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+        return rows, w.indices.astype(np.int64), w.data, self.delays
+
+
+def make_projection(
+    pre: str,
+    post: str,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    delays: np.ndarray,
+    shape: tuple[int, int],
+    structure: dict[str, Any] | None = None,
+) -> Projection:
+    """Build a canonical projection (sorted CSR, no zero weights) from synapse lists.
+
+    Synapses that share (post, pre, delay) are summed; the caller guarantees that a
+    (post, pre) pair appears with one delay only.
+    """
+    n_rows, n_cols = shape
+    key = np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64)
+    order = np.argsort(key, kind="stable")
+    key, values, delays = key[order], np.asarray(values, dtype=np.float64)[order], np.asarray(delays)[order]
+    uniq, start = np.unique(key, return_index=True)
+    summed = np.add.reduceat(values, start) if key.size else values
+    delays = delays[start] if key.size else delays
+    nonzero = summed != 0
+    uniq, summed, delays = uniq[nonzero], summed[nonzero], delays[nonzero]
+    r = uniq // n_cols
+    indptr = np.searchsorted(r, np.arange(n_rows + 1)).astype(np.int64)
+    w = sp.csr_array((summed, (uniq % n_cols).astype(np.int64), indptr), shape=shape)
+    return Projection(pre, post, w, np.asarray(delays, dtype=np.int64), structure)
+
+
+@dataclass
+class Network:
+    """Float network: NIR semantics, per-neuron parameters, composed projections."""
+
+    populations: dict[str, Population]
+    projections: list[Projection]
+    inputs: list[str]
+    outputs: dict[str, str]  # NIR output node name -> population name
+    dt: float
+    discretization: str = "euler"  # "euler" (NIR's forward Euler) or "exp" (exact exponential)
+
+    def incoming(self, post: str) -> list[Projection]:
+        return [p for p in self.projections if p.post == post]
+
+    def outgoing(self, pre: str) -> list[Projection]:
+        return [p for p in self.projections if p.pre == pre]
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(p.size for p in self.populations.values() if p.kind != INPUT)
+
+    @property
+    def n_synapses(self) -> int:
+        return sum(p.n_synapses for p in self.projections)
+
+    def input_size(self) -> int:
+        return sum(self.populations[n].size for n in self.inputs)

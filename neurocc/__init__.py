@@ -1,0 +1,30 @@
+"""neurocc: compile spiking neural networks from NIR to Loihi (Lava), SpiNNaker and Cortex-M."""
+
+from __future__ import annotations
+
+from .compiler.errors import (
+    ArtifactError,
+    GraphError,
+    InputError,
+    ModelFileError,
+    NeuroccError,
+    ParameterError,
+    QuantizationError,
+    TargetError,
+    UnsupportedNodeError,
+    VerificationError,
+)
+from .compiler.frontend import NeuroccWarning, load, save
+from .compiler.ir import Network, Population, Projection
+from .runtime.simulator import SimResult, simulate_float
+
+__all__ = [
+    "ArtifactError", "GraphError", "InputError", "ModelFileError", "Network", "NeuroccError", "NeuroccWarning",
+    "ParameterError", "Population", "Projection", "QuantizationError", "SimResult", "TargetError",
+    "UnsupportedNodeError", "VerificationError", "load", "save", "simulate", "simulate_float",
+]
+
+
+def simulate(net: Network, raster, latency: str = "framework") -> SimResult:
+    """Float simulation of `net` on an input raster [T, *input_shape]."""
+    return simulate_float(net, raster, latency=latency)

@@ -1,0 +1,174 @@
+"""Reference simulators: float (NIR's equations) and integer (the shared CUBA-LIF, bit-exact).
+
+Both take an input raster `[T, n_inputs]` (or `[T, *input_shape]`) and return every
+population's spikes and state per step. Synaptic delays are ring buffers of input
+current indexed by arrival step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from ..compiler.errors import InputError
+from ..compiler.ir import INPUT, Network
+from ..compiler.neuron import coefficients
+
+
+@dataclass
+class SimResult:
+    """Per population: spikes [T, n] (bool), and state traces [T, n] where the kind has them."""
+
+    spikes: dict[str, np.ndarray]
+    v: dict[str, np.ndarray] = field(default_factory=dict)
+    i: dict[str, np.ndarray] = field(default_factory=dict)
+    steps: int = 0
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        out = {f"{k}.spikes": s for k, s in self.spikes.items()}
+        out.update({f"{k}.v": v for k, v in self.v.items()})
+        out.update({f"{k}.i": i for k, i in self.i.items()})
+        return out
+
+
+def split_inputs(net: Network, raster: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check an input raster against the network's inputs; return per input population [T, n]."""
+    if isinstance(raster, dict):
+        missing = [n for n in net.inputs if n not in raster]
+        if missing:
+            raise InputError(f"input raster has no entry for input(s) {missing}. Fix: provide one per Input node")
+        parts = {n: np.asarray(raster[n]) for n in net.inputs}
+    else:
+        raster = np.asarray(raster)
+        if raster.ndim < 2:
+            raise InputError(f"input raster must be [T, *input_shape]; got shape {list(raster.shape)}")
+        if len(net.inputs) != 1:
+            raise InputError(f"network has {len(net.inputs)} inputs {net.inputs}; pass a dict name -> raster")
+        parts = {net.inputs[0]: raster}
+    out = {}
+    steps = None
+    for name, arr in parts.items():
+        n = net.populations[name].size
+        flat = arr.reshape(arr.shape[0], -1) if arr.ndim >= 2 else arr
+        if flat.shape[1] != n:
+            raise InputError(
+                f"input {name!r} has {flat.shape[1]} channels per step (shape {list(arr.shape)}), the network "
+                f"expects {n} (shape {list(net.populations[name].shape)}). Fix: reshape the raster to "
+                f"[T, {', '.join(map(str, net.populations[name].shape))}]"
+            )
+        if not np.all(np.isfinite(flat)):
+            raise InputError(f"input {name!r} contains NaN/Inf")
+        if steps is not None and flat.shape[0] != steps:
+            raise InputError("input rasters have different numbers of steps")
+        steps = flat.shape[0]
+        out[name] = flat
+    return out
+
+
+def population_order(net: Network) -> tuple[list[str], set[tuple[str, str]]]:
+    """A topological order of populations, and the (pre, post) pairs that close a cycle."""
+    g = nx.DiGraph()
+    g.add_nodes_from(net.populations)
+    for p in net.projections:
+        g.add_edge(p.pre, p.post)
+    order: list[str] = []
+    seen: set[str] = set()
+    roots = list(net.inputs) + [n for n in net.populations if n not in net.inputs]
+    for root in roots:
+        if root in seen:
+            continue
+        for node in nx.dfs_postorder_nodes(g, root):
+            if node not in seen:
+                seen.add(node)
+                order.append(node)
+    order.reverse()
+    # Inputs first: they have no incoming projections.
+    order = [n for n in order if n in net.inputs] + [n for n in order if n not in net.inputs]
+    pos = {n: k for k, n in enumerate(order)}
+    back = {(p.pre, p.post) for p in net.projections if pos[p.pre] >= pos[p.post]}
+    return order, back
+
+
+@dataclass
+class _Delivery:
+    post: str
+    latency: int
+    weights: sp.csr_array
+
+
+def _deliveries(net: Network, latency_mode: str, back: set[tuple[str, str]],
+                weights_of=None) -> dict[str, list[_Delivery]]:
+    """Per pre population: one sparse matrix per distinct synaptic latency."""
+    out: dict[str, list[_Delivery]] = {n: [] for n in net.populations}
+    for proj in net.projections:
+        base = 1 if (latency_mode == "hardware" or (proj.pre, proj.post) in back) else 0
+        rows, cols, vals, dels = proj.coo()
+        if weights_of is not None:
+            vals = weights_of(proj)
+        for d in np.unique(dels):
+            sel = dels == d
+            w = sp.csr_array((vals[sel], (rows[sel], cols[sel])), shape=proj.weights.shape)
+            out[proj.pre].append(_Delivery(proj.post, base + int(d), w))
+    return out
+
+
+def simulate_float(net: Network, raster: np.ndarray | dict[str, np.ndarray], latency: str = "framework",
+                   record: bool = True) -> SimResult:
+    """Run NIR's equations (see compiler/neuron.py) in float64.
+
+    latency='framework': a spike reaches the next layer in the same step (as snnTorch, Norse,
+    Sinabs simulate); recurrent projections take one step. latency='hardware': every projection
+    takes one step, as on Loihi and in the integer simulator, so the two compare step by step.
+    """
+    if latency not in ("framework", "hardware"):
+        raise InputError(f"latency must be 'framework' or 'hardware', not {latency!r}")
+    inputs = split_inputs(net, raster)
+    steps = next(iter(inputs.values())).shape[0]
+    order, back = population_order(net)
+    deliveries = _deliveries(net, latency, back)
+    max_lat = max((d.latency for ds in deliveries.values() for d in ds), default=0)
+    slots = max_lat + 1
+    buf = {n: np.zeros((slots, p.size)) for n, p in net.populations.items() if p.kind != INPUT}
+    coef = {n: coefficients(p, net.dt, net.discretization) for n, p in net.populations.items() if p.kind != INPUT}
+    bias = {n: net.populations[n].bias_or_zero() for n in coef}
+    v = {n: np.zeros(net.populations[n].size) for n in coef}
+    cur = {n: np.zeros(net.populations[n].size) for n in coef}
+    res = SimResult({n: np.zeros((steps, p.size), dtype=bool) for n, p in net.populations.items()}, steps=steps)
+    if record:
+        res.v = {n: np.zeros((steps, net.populations[n].size), dtype=np.float32) for n in coef}
+        res.i = {n: np.zeros((steps, net.populations[n].size), dtype=np.float32)
+                 for n in coef if coef[n].has_current}
+    for t in range(steps):
+        slot = t % slots
+        for name in order:
+            if name in inputs:
+                s = inputs[name][t]
+            else:
+                c = coef[name]
+                drive = buf[name][slot] + bias[name]
+                buf[name][slot] = 0.0
+                cur[name] = c.alpha_i * cur[name] + c.gain_in * drive
+                vn = c.alpha_v * v[name] + c.h * cur[name] + c.c
+                if c.spiking:
+                    fired = vn > c.thr
+                    vn = np.where(fired, c.v_reset, vn)
+                    s = fired
+                else:
+                    s = None
+                v[name] = vn
+                if record:
+                    res.v[name][t] = vn
+                    if c.has_current:
+                        res.i[name][t] = cur[name]
+            if s is None:
+                continue
+            spiking = s != 0
+            res.spikes[name][t] = spiking
+            if not spiking.any():
+                continue
+            for d in deliveries[name]:
+                buf[d.post][(t + d.latency) % slots] += d.weights @ s
+    return res
