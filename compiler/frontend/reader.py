@@ -138,7 +138,7 @@ def _walk_graph(graph: Any, prefix: str, nodes: dict[str, RawNode], edges: list[
                     continue
                 if f.name == "input_type":
                     if ntype in ("Input", "Flatten"):
-                        it = getattr(node, "input_type") or {}
+                        it = node.input_type or {}
                         val = it.get("input") if isinstance(it, dict) else it
                         if val is not None:
                             params["shape" if ntype == "Input" else "input_type"] = np.asarray(val)

@@ -1,0 +1,94 @@
+"""The result of compilation: the integer network, how it is cut into core slices, and where they go.
+
+A Mapping is what backends emit and what the placement simulator replays. It serialises to
+`manifest.json` (without the weight arrays, which the backends write in their own formats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .passes.quantize import IntNetwork
+from .targets.target import Target
+
+
+@dataclass
+class Slice:
+    """Neurons [start, stop) of one integer population, executed by one core."""
+
+    population: str
+    start: int
+    stop: int
+    chip: tuple[int, int] = (0, 0)
+    core: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def label(self) -> str:
+        return f"{self.population}[{self.start}:{self.stop}]"
+
+
+@dataclass
+class Mapping:
+    target: Target
+    network: IntNetwork
+    slices: list[Slice]
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # per-pass results (routes, tables, loads)
+
+    def slices_of(self, population: str) -> list[Slice]:
+        return [s for s in self.slices if s.population == population]
+
+    def emit(self, out_dir: str | Path) -> Path:
+        """Write this mapping's artifacts with the backend of its target family."""
+        # Backends import the compiler, never the reverse: resolve the backend at call time.
+        import importlib
+
+        module = {"loihi": "lava", "spinnaker": "spinnaker", "cortexm": "cortexm"}[self.target.family]
+        backend = importlib.import_module(f"neurocc.backends.{module}")
+        return backend.emit(self, Path(out_dir))
+
+    def summary(self) -> dict[str, Any]:
+        net = self.network
+        pops = {}
+        for name, p in net.populations.items():
+            pops[name] = {
+                "source": p.source, "kind": p.kind, "size": p.size, "shape": list(p.shape),
+                "du": p.du, "dv": p.dv, "vth": p.vth, "spiking": p.spiking,
+                "slices": [[s.start, s.stop, list(s.chip), s.core] for s in self.slices_of(name)],
+            }
+        projs = [{
+            "pre": p.pre, "post": p.post, "synapses": p.n_synapses, "weight_exp": p.weight_exp,
+            "sign_mode": p.sign_mode, "max_delay": p.max_delay,
+            "weight_range": [int(p.weights.data.min()), int(p.weights.data.max())] if p.n_synapses else [0, 0],
+        } for p in net.projections]
+        return {
+            "target": self.target.name, "family": self.target.family, "dt": net.dt,
+            "inputs": net.inputs, "outputs": net.outputs, "source_populations": net.source_pops,
+            "populations": pops, "projections": projs,
+            "neurons": int(net.n_neurons), "synapses": int(net.n_synapses),
+            "cores_used": len({(s.chip, s.core) for s in self.slices if net.populations[s.population].kind != "input"}),
+            "timings_s": {k: round(v, 6) for k, v in self.timings.items()},
+            "notes": self.notes + net.notes,
+            **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, list, dict))},
+        }
+
+
+def json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

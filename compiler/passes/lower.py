@@ -1,0 +1,162 @@
+"""Lower the float Network to what one core executes: CUBA-LIF populations with scalar decays.
+
+Every NIR kind becomes (compiler/neuron.py) i' = alpha_i i + gain_in I, v' = alpha_v v + h i' + c.
+Lowering rewrites it, per neuron, in *threshold units* so one integer CUBA-LIF runs it:
+
+    u' = alpha_i u + sum_j w_ij s_j(t - 1 - d_ij)        (u = h i / (thr - v_reset))
+    v' = alpha_v v + u' + b                              (v = (v_nir - v_reset) / (thr - v_reset))
+    spike when v' > 1; v' = 0 on spike
+
+Per-neuron gains, thresholds and resets fold into each neuron's row of weights and its bias,
+which is exact in float. Only the decays must be one value per hardware population (Lava's
+du/dv are per process), so a population whose neurons have different decays is **split** into
+one lowered population per distinct (alpha_i, alpha_v) pair, at the decays' 12-bit resolution.
+Non-spiking kinds (LI, CubaLI, I) become readouts: same dynamics, no threshold.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import ParameterError
+from ..ir import INPUT, Network
+from ..neuron import coefficients
+
+DECAY_RESOLUTION = 4096  # split decays that differ at the 12-bit level (Lava decay_shift = 12)
+MAX_SPLITS = 64
+
+
+@dataclass
+class LoweredPopulation:
+    name: str
+    source: str  # NIR population it came from
+    index: np.ndarray  # neuron indices within the source population
+    shape: tuple[int, ...]
+    kind: str  # NIR kind, or "Input"
+    alpha_i: float = 0.0
+    alpha_v: float = 1.0
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    spiking: bool = True
+    # v_nir = v_lowered * v_scale + v_offset, per neuron (for reports and plots)
+    v_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def size(self) -> int:
+        return int(self.index.size)
+
+
+@dataclass
+class LoweredProjection:
+    pre: str
+    post: str
+    weights: sp.csr_array  # float, threshold units
+    delays: np.ndarray  # aligned with weights.data
+    structure: dict[str, Any] | None = None
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.weights.nnz)
+
+
+@dataclass
+class LoweredNetwork:
+    populations: dict[str, LoweredPopulation]
+    projections: list[LoweredProjection]
+    inputs: list[str]
+    outputs: dict[str, list[str]]  # NIR output -> lowered populations (in index order of the source)
+    dt: float
+    source_pops: dict[str, list[str]]  # NIR population -> its lowered populations
+    notes: list[str] = field(default_factory=list)
+
+
+def _group_by_decay(alpha_i: np.ndarray, alpha_v: np.ndarray) -> list[np.ndarray]:
+    key = np.rint(alpha_i * DECAY_RESOLUTION).astype(np.int64) * (DECAY_RESOLUTION + 1) + \
+        np.rint(alpha_v * DECAY_RESOLUTION).astype(np.int64)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return [np.flatnonzero(inverse == k) for k in range(uniq.size)]
+
+
+def lower(net: Network) -> LoweredNetwork:
+    pops: dict[str, LoweredPopulation] = {}
+    source_pops: dict[str, list[str]] = {}
+    row_gain: dict[str, np.ndarray] = {}  # per source neuron: factor applied to its incoming weights
+    notes: list[str] = []
+    for name, pop in net.populations.items():
+        if pop.kind == INPUT:
+            pops[name] = LoweredPopulation(name, name, np.arange(pop.size), pop.shape, INPUT)
+            source_pops[name] = [name]
+            continue
+        c = coefficients(pop, net.dt, net.discretization)
+        if c.spiking:
+            span = c.thr - c.v_reset
+            if np.any(span <= 0):
+                raise ParameterError(
+                    f"population {name!r}: v_threshold must exceed v_reset (found threshold - reset = "
+                    f"{float(span.min()):g}); such a neuron fires every step. Fix: check the exported thresholds"
+                )
+            offset = c.v_reset
+        else:
+            span, offset = np.ones(pop.size), np.zeros(pop.size)
+        gain = c.h * c.gain_in / span
+        row_gain[name] = gain
+        drive = pop.bias_or_zero()
+        # Constant drive enters u each step; with current decay alpha_i it settles at
+        # drive / (1 - alpha_i). Lava adds bias to v, so a Cuba population gets the settled value.
+        settle = np.where(c.alpha_i < 1, 1.0 / np.maximum(1.0 - c.alpha_i, 1e-12), 1.0)
+        bias = (gain * drive * settle) + (c.c + (c.alpha_v - 1.0) * offset) / span
+        if c.has_current and np.any(drive):
+            notes.append(f"{name}: constant input to a current-based neuron enters v at its settled value "
+                         "(Lava adds bias to v, not to u); the first ~tau_syn steps differ")
+        groups = _group_by_decay(c.alpha_i, c.alpha_v)
+        if len(groups) > MAX_SPLITS:
+            warnings.warn(f"population {name!r} has {len(groups)} distinct decays; sharing their median "
+                          f"(more than {MAX_SPLITS} splits)", stacklevel=2)
+            groups = [np.arange(pop.size)]
+            notes.append(f"{name}: {len(groups)} decays shared-quantized to the median")
+        names = [name] if len(groups) == 1 else [f"{name}#{k}" for k in range(len(groups))]
+        if len(groups) > 1:
+            notes.append(f"{name}: split into {len(groups)} populations by decay (one du/dv per core process)")
+        source_pops[name] = names
+        for lname, idx in zip(names, groups, strict=True):
+            pops[lname] = LoweredPopulation(
+                lname, name, idx, (idx.size,) if len(groups) > 1 else pop.shape, pop.kind,
+                alpha_i=float(np.median(c.alpha_i[idx])), alpha_v=float(np.median(c.alpha_v[idx])),
+                bias=bias[idx], spiking=c.spiking, v_scale=span[idx], v_offset=offset[idx],
+            )
+    projections: list[LoweredProjection] = []
+    for proj in net.projections:
+        w = sp.csr_array(proj.weights, copy=True)
+        scaled = w.data * np.repeat(row_gain[proj.post], np.diff(w.indptr))
+        for pre_name in source_pops[proj.pre]:
+            pre_idx = pops[pre_name].index
+            for post_name in source_pops[proj.post]:
+                post_idx = pops[post_name].index
+                sub, sub_delays = _submatrix(w, scaled, proj.delays, post_idx, pre_idx)
+                if sub.nnz:
+                    single = len(source_pops[proj.pre]) == 1 and len(source_pops[proj.post]) == 1
+                    projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays,
+                                                         proj.structure if single else None))
+    outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
+    return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
+
+
+def _submatrix(w: sp.csr_array, data: np.ndarray, delays: np.ndarray, rows: np.ndarray,
+               cols: np.ndarray) -> tuple[sp.csr_array, np.ndarray]:
+    """Rows/cols of a CSR matrix with replaced data, keeping delays aligned."""
+    if rows.size == w.shape[0] and cols.size == w.shape[1]:
+        out = sp.csr_array((data, w.indices.copy(), w.indptr.copy()), shape=w.shape)
+        return out, delays.copy()
+    # Carry (data, delay) through a position index so alignment survives slicing.
+    pos = sp.csr_array((np.arange(1, w.nnz + 1, dtype=np.float64), w.indices, w.indptr), shape=w.shape)
+    sub = pos[rows][:, cols]
+    sub = sp.csr_array(sub)
+    sub.sort_indices()
+    take = sub.data.astype(np.int64) - 1
+    out = sp.csr_array((data[take], sub.indices, sub.indptr), shape=sub.shape)
+    return out, delays[take]

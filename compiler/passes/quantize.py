@@ -1,0 +1,205 @@
+"""Quantize a lowered network into the target's integer CUBA-LIF (docs/neuron-model.md).
+
+Per post population one scale S (integer threshold mantissa vth = S): a weight w (threshold
+units) becomes mantissa m and projection exponent e with m * 2**e ~= w * S. S starts at 2**14
+(vth << 6 = 2**20, leaving 8x headroom below the 24-bit state limit) and shrinks only when a
+weight or bias would not fit the format otherwise. Each projection gets the exponent that
+keeps its largest weight within the mantissa, so small-weight layers keep their resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import QuantizationError
+from ..ir import INPUT
+from ..targets.target import NumericFormat, Target
+from .lower import LoweredNetwork
+
+DEFAULT_SCALE = 1 << 14
+ACT_SHIFT = 6  # Lava: a_in << 6 enters u; thresholds are vth << 6
+
+
+@dataclass
+class IntPopulation:
+    name: str
+    source: str
+    index: np.ndarray
+    shape: tuple[int, ...]
+    kind: str  # "input" or "lif"
+    du: int = 0
+    dv: int = 0
+    vth: int = 0
+    bias_mant: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bias_exp: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    spiking: bool = True
+    # float NIR membrane = v_int * v_unit + v_offset (per neuron); for reports
+    v_unit: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def size(self) -> int:
+        return int(self.index.size)
+
+    def bias_effective(self) -> np.ndarray:
+        return np.left_shift(self.bias_mant.astype(np.int64), self.bias_exp.astype(np.int64))
+
+
+@dataclass
+class IntProjection:
+    pre: str
+    post: str
+    weights: sp.csr_array  # int64 mantissas, post x pre
+    delays: np.ndarray  # int64, aligned with weights.data
+    weight_exp: int
+    sign_mode: str  # "excitatory" | "inhibitory" | "mixed" (Lava SignMode)
+    structure: dict[str, Any] | None = None
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.weights.nnz)
+
+    @property
+    def max_delay(self) -> int:
+        return int(self.delays.max()) if self.delays.size else 0
+
+
+@dataclass
+class IntNetwork:
+    populations: dict[str, IntPopulation]
+    projections: list[IntProjection]
+    inputs: list[str]
+    outputs: dict[str, list[str]]
+    source_pops: dict[str, list[str]]
+    format: NumericFormat
+    target: str
+    dt: float
+    notes: list[str] = field(default_factory=list)
+
+    def incoming(self, post: str) -> list[IntProjection]:
+        return [p for p in self.projections if p.post == post]
+
+    @property
+    def n_synapses(self) -> int:
+        return sum(p.n_synapses for p in self.projections)
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(p.size for p in self.populations.values() if p.kind != "input")
+
+
+def sign_mode_of(data: np.ndarray) -> str:
+    if data.size == 0 or data.min() >= 0:
+        return "excitatory"
+    if data.max() <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def _mantissa_max(fmt: NumericFormat, mode: str) -> int:
+    # Lava clips mixed weights to [-2**bits, 2**bits - 1] then drops one LSB: even values up to 2**bits - 2.
+    return fmt.weight_max - 1 if mode == "mixed" else fmt.weight_max
+
+
+def _quantize_weights(data: np.ndarray, scale: float, fmt: NumericFormat, where: str) -> tuple[np.ndarray, int]:
+    mode = sign_mode_of(data)
+    m_max = _mantissa_max(fmt, mode)
+    peak = float(np.abs(data).max()) * scale if data.size else 0.0
+    if peak == 0:
+        return np.zeros(data.size, np.int64), 0
+    exp = math.ceil(math.log2(peak / m_max)) if peak > m_max else -math.floor(math.log2(m_max / peak))
+    exp = max(fmt.weight_exp_min, exp)
+    if exp > fmt.weight_exp_max:
+        raise QuantizationError(
+            f"{where}: largest weight {peak:.4g} (threshold units x scale) needs exponent {exp}, above the "
+            f"format's {fmt.weight_exp_max}. Fix: lower the weights or raise the threshold of the layer"
+        )
+    x = data * scale / (2.0 ** exp)
+    m = 2 * np.rint(x / 2) if mode == "mixed" else np.rint(x)
+    low = -(fmt.weight_max + 1) if mode == "mixed" else -m_max
+    return np.clip(m, low, m_max).astype(np.int64), exp
+
+
+def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, np.ndarray]:
+    mmax = fmt.bias_mant_max
+    mag = np.abs(bias_v)
+    exp = np.zeros(bias_v.size, np.int64)
+    big = mag > mmax
+    exp[big] = np.ceil(np.log2(mag[big] / mmax)).astype(np.int64)
+    exp = np.minimum(exp, fmt.bias_exp_max)
+    mant = np.clip(np.rint(bias_v / (2.0 ** exp)), -mmax, mmax).astype(np.int64)
+    return mant, exp
+
+
+def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat) -> float:
+    """Largest scale <= DEFAULT_SCALE at which every incoming weight and the bias fit the format."""
+    scale = float(min(DEFAULT_SCALE, fmt.threshold_max))
+    for proj in lnet.projections:
+        if proj.post != post or proj.weights.nnz == 0:
+            continue
+        peak = float(np.abs(proj.weights.data).max())
+        limit = _mantissa_max(fmt, "mixed") * 2.0 ** fmt.weight_exp_max
+        scale = min(scale, limit / peak)
+    bias = lnet.populations[post].bias
+    if bias.size and np.abs(bias).max() > 0:
+        limit = fmt.bias_mant_max * 2.0 ** fmt.bias_exp_max / (1 << ACT_SHIFT)
+        scale = min(scale, limit / float(np.abs(bias).max()))
+    return scale
+
+
+def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
+    fmt = target.format
+    decay_max = (1 << fmt.decay_bits) - 1
+    unity = 1 << fmt.decay_bits
+    pops: dict[str, IntPopulation] = {}
+    scales: dict[str, float] = {}
+    notes = list(lnet.notes)
+    for name, lp in lnet.populations.items():
+        if lp.kind == INPUT:
+            pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, "input")
+            continue
+        scale = _choose_scale(lnet, name, fmt)
+        if scale < 1:
+            raise QuantizationError(
+                f"population {name!r}: weights or bias exceed what {target.name}'s format can represent even "
+                f"at threshold mantissa 1 (scale {scale:.3g}). Fix: rescale the layer (weights relative to "
+                "threshold) or use a target with wider weights"
+            )
+        vth = int(math.floor(scale)) if lp.spiking else fmt.threshold_max
+        scale = float(vth) if lp.spiking else scale
+        scales[name] = scale
+        du = int(np.clip(round((1.0 - lp.alpha_i) * unity) - 1, 0, decay_max))
+        dv = int(np.clip(round((1.0 - lp.alpha_v) * unity), 0, decay_max))
+        bias_v = lp.bias * scale * (1 << ACT_SHIFT)
+        mant, exp = _quantize_bias(bias_v, fmt)
+        pops[name] = IntPopulation(
+            name, lp.source, lp.index, lp.shape, "lif", du, dv, vth, mant, exp, lp.spiking,
+            v_unit=lp.v_scale / (scale * (1 << ACT_SHIFT)), v_offset=lp.v_offset,
+        )
+    projections: list[IntProjection] = []
+    for proj in lnet.projections:
+        where = f"projection {proj.pre!r} -> {proj.post!r}"
+        if proj.delays.size and proj.delays.max() > fmt.max_delay:
+            raise QuantizationError(
+                f"{where}: delay {int(proj.delays.max())} steps exceeds {target.name}'s maximum of "
+                f"{fmt.max_delay}. Fix: shorten the delays, use a larger dt, or a target with longer delays"
+            )
+        mant, exp = _quantize_weights(proj.weights.data, scales[proj.post], fmt, where)
+        keep = mant != 0
+        w = sp.csr_array((mant, proj.weights.indices, proj.weights.indptr), shape=proj.weights.shape)
+        delays = proj.delays
+        if not keep.all():
+            rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))[keep]
+            w = sp.csr_array((mant[keep], (rows, w.indices[keep])), shape=w.shape)
+            w.sort_indices()
+            delays = delays[keep]
+        if w.nnz:
+            projections.append(IntProjection(proj.pre, proj.post, w, delays.astype(np.int64), exp,
+                                             sign_mode_of(w.data), proj.structure))
+    return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
+                      target.name, lnet.dt, notes)
