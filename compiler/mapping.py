@@ -92,3 +92,71 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ---- the integer network as a file: every backend ships it so `verify` can rerun the reference ----
+
+NETWORK_FILE = "network.npz"
+
+
+def save_int_network(inet: IntNetwork, path: str | Path) -> None:
+    import json
+
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {
+        "target": inet.target, "dt": inet.dt, "inputs": inet.inputs, "outputs": inet.outputs,
+        "source_pops": inet.source_pops, "notes": inet.notes, "format": inet.format.__dict__,
+        "populations": [], "projections": [],
+    }
+    for k, (name, p) in enumerate(inet.populations.items()):
+        meta["populations"].append({"name": name, "source": p.source, "shape": list(p.shape), "kind": p.kind,
+                                    "du": p.du, "dv": p.dv, "vth": p.vth, "spiking": p.spiking})
+        arrays[f"pop{k}_index"] = p.index
+        if p.kind != "input":
+            arrays[f"pop{k}_bias_mant"] = p.bias_mant
+            arrays[f"pop{k}_bias_exp"] = p.bias_exp
+            arrays[f"pop{k}_v_unit"] = p.v_unit
+            arrays[f"pop{k}_v_offset"] = p.v_offset
+    for k, proj in enumerate(inet.projections):
+        meta["projections"].append({"pre": proj.pre, "post": proj.post, "shape": list(proj.weights.shape),
+                                    "weight_exp": proj.weight_exp, "sign_mode": proj.sign_mode})
+        arrays[f"proj{k}_data"] = proj.weights.data
+        arrays[f"proj{k}_indices"] = proj.weights.indices
+        arrays[f"proj{k}_indptr"] = proj.weights.indptr
+        arrays[f"proj{k}_delays"] = proj.delays
+    arrays["meta"] = np.array(json.dumps(meta, default=json_default))
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_int_network(path: str | Path) -> IntNetwork:
+    import json
+
+    import scipy.sparse as sp
+
+    from .errors import ArtifactError
+    from .passes.quantize import IntPopulation, IntProjection
+    from .targets.target import NumericFormat
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["meta"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read the network file ({exc}). Fix: compile again") from None
+    pops = {}
+    for k, m in enumerate(meta["populations"]):
+        p = IntPopulation(m["name"], m["source"], arrays[f"pop{k}_index"], tuple(m["shape"]), m["kind"],
+                          m["du"], m["dv"], m["vth"], spiking=m["spiking"])
+        if p.kind != "input":
+            p.bias_mant, p.bias_exp = arrays[f"pop{k}_bias_mant"], arrays[f"pop{k}_bias_exp"]
+            p.v_unit, p.v_offset = arrays[f"pop{k}_v_unit"], arrays[f"pop{k}_v_offset"]
+        pops[p.name] = p
+    projs = []
+    for k, m in enumerate(meta["projections"]):
+        w = sp.csr_array((arrays[f"proj{k}_data"], arrays[f"proj{k}_indices"], arrays[f"proj{k}_indptr"]),
+                         shape=tuple(m["shape"]))
+        projs.append(IntProjection(m["pre"], m["post"], w, arrays[f"proj{k}_delays"], m["weight_exp"],
+                                   m["sign_mode"]))
+    return IntNetwork(pops, projs, meta["inputs"], meta["outputs"], meta["source_pops"],
+                      NumericFormat(**meta["format"]), meta["target"], meta["dt"], meta["notes"])

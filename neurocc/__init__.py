@@ -16,12 +16,14 @@ from .compiler.errors import (
 )
 from .compiler.frontend import NeuroccWarning, load, save
 from .compiler.ir import Network, Population, Projection
-from .runtime.simulator import SimResult, simulate_float
+from .runtime.simulator import SimResult, simulate_float, simulate_int
+from .api import QuantizationReport, VerifyReport, compile, quantization_report, verify  # noqa: E402
 
 __all__ = [
     "ArtifactError", "GraphError", "InputError", "ModelFileError", "Network", "NeuroccError", "NeuroccWarning",
     "ParameterError", "Population", "Projection", "QuantizationError", "SimResult", "TargetError",
     "UnsupportedNodeError", "VerificationError", "load", "save", "simulate", "simulate_float",
+    "simulate_int", "compile", "verify", "quantization_report", "QuantizationReport", "VerifyReport",
 ]
 
 

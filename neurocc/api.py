@@ -1,0 +1,141 @@
+"""The Python API behind the CLI: compile, verify, quantization reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compiler.errors import ArtifactError, InputError
+from .compiler.ir import Network
+from .compiler.mapping import NETWORK_FILE, Mapping, load_int_network
+from .compiler.pipeline import compile_network, to_integer
+from .compiler.targets.target import Target
+from .runtime.report import (
+    PopulationAgreement,
+    agreement_text,
+    argmax_agree,
+    compare_runs,
+    output_scores,
+)
+from .runtime.simulator import SimResult, simulate_float, simulate_int
+
+
+def compile(net: Network, target: Target | str, progress: bool | None = None) -> Mapping:  # noqa: A001
+    """Compile a float network for `target` (a shipped name or a .toml path)."""
+    return compile_network(net, target, progress=progress)
+
+
+def read_raster(path: str | Path) -> np.ndarray:
+    """An input raster: an .npz holding `input` of shape [T, *in_shape] (the corpus format)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "input" not in data.files:
+                raise InputError(f"{path}: no array named 'input' (has {data.files}). Fix: np.savez(path, input=x)")
+            return np.asarray(data["input"])
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read input raster ({exc})") from None
+
+
+@dataclass
+class QuantizationReport:
+    target: str
+    populations: list[PopulationAgreement]
+    argmax: dict[str, bool]
+    float_run: SimResult = field(repr=False)
+    int_run: SimResult = field(repr=False)
+
+    def text(self) -> str:
+        return f"quantization report for {self.target}\n" + agreement_text(self.populations, self.argmax)
+
+
+def quantization_report(net: Network, target: Target | str, raster: np.ndarray) -> QuantizationReport:
+    """Float (hardware timing) vs integer runs of the same input, per population."""
+    inet = to_integer(net, target)
+    f = simulate_float(net, raster, latency="hardware")
+    i = simulate_int(inet, raster)
+    fs, is_ = output_scores(net, inet, f, integer=False), output_scores(net, inet, i, integer=True)
+    argmax = {k: argmax_agree(fs[k], is_[k]) for k in fs}
+    return QuantizationReport(inet.target, compare_runs(net, inet, f, i), argmax, f, i)
+
+
+@dataclass
+class Divergence:
+    population: str
+    neuron: int
+    step: int
+    expected: bool
+    got: bool
+
+
+@dataclass
+class VerifyReport:
+    out_dir: str
+    family: str
+    executor: str
+    steps: int
+    populations: list[str]
+    identical: bool
+    first_divergence: Divergence | None
+    executor_spikes: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        head = f"{self.executor} vs reference simulator: {self.steps} steps, {len(self.populations)} populations"
+        if self.identical:
+            return head + ": identical spikes, every neuron, every step"
+        d = self.first_divergence
+        assert d is not None
+        return (head + f": DIVERGE first at population {d.population!r}, neuron {d.neuron}, step {d.step} "
+                f"(reference {'spike' if d.expected else 'no spike'}, executor {'spike' if d.got else 'no spike'})")
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    path = Path(out_dir) / "manifest.json"
+    if not path.exists():
+        raise ArtifactError(f"{path}: no manifest; {out_dir} is not a neurocc output. Fix: run neurocc compile")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: corrupt manifest ({exc}). Fix: compile again") from None
+
+
+def first_divergence(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> Divergence | None:
+    best: Divergence | None = None
+    for name, ref in reference.items():
+        if name not in got:
+            raise ArtifactError(f"executor returned no spikes for population {name!r}")
+        out = np.asarray(got[name], dtype=bool)
+        if out.shape != ref.shape:
+            raise ArtifactError(f"population {name!r}: executor spikes have shape {out.shape}, expected {ref.shape}")
+        diff = np.argwhere(out != ref)
+        if diff.size:
+            t, n = (int(x) for x in diff[0])
+            if best is None or t < best.step:
+                best = Divergence(name, n, t, bool(ref[t, n]), bool(out[t, n]))
+    return best
+
+
+def verify(out_dir: str | Path, raster: np.ndarray, emulate: bool = True) -> VerifyReport:
+    """Run emitted artifacts on their executor and diff every spike against the reference simulator."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    inet = load_int_network(out_dir / NETWORK_FILE)
+    reference = simulate_int(inet, raster, record=False)
+    family = manifest.get("family")
+    details: dict[str, Any] = {}
+    if family == "loihi":
+        from .backends.lava.executor import run as run_lava
+
+        got = run_lava(out_dir, raster)
+        executor = "Lava Loihi2SimCfg(fixed_pt)"
+    else:
+        raise ArtifactError(f"{out_dir}: no executor for target family {family!r}")
+    ref_spikes = {k: v for k, v in reference.spikes.items() if inet.populations[k].kind != "input"}
+    div = first_divergence(ref_spikes, got)
+    return VerifyReport(str(out_dir), str(family), executor, reference.steps, list(ref_spikes), div is None, div,
+                        got, details)

@@ -1,0 +1,173 @@
+"""The `neurocc` command. Every verb mirrors an API function; user errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .compiler.errors import NeuroccError
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _load(args: argparse.Namespace):
+    from . import load
+
+    return load(args.model, dt=args.dt, convention=args.convention)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .runtime.report import inspect_text
+
+    print(inspect_text(_load(args)))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .api import quantization_report, read_raster
+    from .runtime.report import plot_raster
+    from .runtime.simulator import simulate_float
+
+    net = _load(args)
+    raster = read_raster(args.input)
+    if args.compare:
+        if not args.target:
+            raise NeuroccError("--compare needs --target T (the integer format to compare against)")
+        rep = quantization_report(net, args.target, raster)
+        print(rep.text())
+        result = rep.float_run
+        arrays = {f"float/{k}": v for k, v in rep.float_run.as_arrays().items()}
+        arrays.update({f"int/{k}": v for k, v in rep.int_run.as_arrays().items()})
+    else:
+        result = simulate_float(net, raster)
+        arrays = result.as_arrays()
+        for out, pop in net.outputs.items():
+            counts = result.spikes[pop].sum(0)
+            print(f"output {out} <- {pop}: {int(counts.sum())} spikes over {result.steps} steps; "
+                  f"per neuron {counts.tolist()}")
+    if args.output:
+        _save_npz(Path(args.output), arrays)
+        print(f"wrote {args.output}")
+    if args.plot:
+        plot_raster(result, args.plot, title=f"{Path(args.model).name}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile as compile_
+
+    net = _load(args)
+    mapping = compile_(net, args.target, progress=not args.quiet)
+    out = mapping.emit(args.output)
+    summary = mapping.summary()
+    print(f"compiled for {args.target}: {summary['neurons']} neurons, {summary['synapses']} synapses, "
+          f"{summary['cores_used']} cores -> {out}")
+    if args.timings:
+        for name, sec in mapping.timings.items():
+            print(f"  {name:<12} {sec * 1e3:9.2f} ms")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .api import read_raster, verify
+
+    report = verify(args.out_dir, read_raster(args.input))
+    print(report.text())
+    if args.output:
+        _save_npz(Path(args.output), {f"{k}.spikes": v for k, v in report.executor_spikes.items()})
+    return 0 if report.identical else 1
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from .compiler.targets.target import load_target, shipped_targets
+    from .runtime.report import table
+
+    rows = []
+    for name in shipped_targets():
+        t = load_target(name)
+        rows.append([name, t.family, f"{t.mesh.chips_x}x{t.mesh.chips_y}x{t.mesh.cores_per_chip}",
+                     t.core.neurons, t.core.synapse_memory_bytes, t.core.input_axons, t.core.delay_slots,
+                     t.router.entries_per_chip, f"{t.format.weight_bits}b", t.format.max_delay])
+    print(table(["target", "family", "chips x cores", "neurons/core", "synapse B/core", "fan-in",
+                 "delay slots", "router entries", "weights", "max delay"], rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neurocc", description="Compile spiking neural networks from NIR.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("model", help=".nir file")
+        sp.add_argument("--dt", type=float, default=None, help="timestep in seconds (default: the convention's)")
+        sp.add_argument("--convention", default=None,
+                        choices=["nir", "snntorch", "norse", "sinabs", "rockpool"],
+                        help="how the exporter encoded time constants (sets dt and discretisation)")
+
+    sp = sub.add_parser("inspect", help="populations, synapses, delays and parameter ranges")
+    model_args(sp)
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("simulate", help="float simulation; --target T --compare adds the integer run")
+    model_args(sp)
+    sp.add_argument("--input", required=True, help=".npz with `input` [T, *in_shape]")
+    sp.add_argument("-o", "--output", help="write every population's spikes to this .npz")
+    sp.add_argument("--plot", help="write a spike raster (.png)")
+    sp.add_argument("--target", help="target whose integer format --compare uses")
+    sp.add_argument("--compare", action="store_true", help="float vs integer agreement per population")
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("compile", help="run the passes and the target's backend")
+    model_args(sp)
+    sp.add_argument("--target", required=True)
+    sp.add_argument("-o", "--output", required=True, help="output directory")
+    sp.add_argument("--timings", action="store_true", help="print each pass's time")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_compile)
+
+    sp = sub.add_parser("verify", help="run artifacts on their executor, diff against the reference")
+    sp.add_argument("out_dir")
+    sp.add_argument("--input", required=True)
+    sp.add_argument("-o", "--output", help="write the executor's spikes to this .npz")
+    sp.set_defaults(func=cmd_verify)
+
+    sp = sub.add_parser("targets", help="shipped targets and their budgets")
+    sp.set_defaults(func=cmd_targets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"  # type: ignore[assignment]
+        try:
+            return int(args.func(args))
+        except NeuroccError as exc:
+            print(f"neurocc: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("neurocc: interrupted", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
