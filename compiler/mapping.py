@@ -25,6 +25,7 @@ class Slice:
     stop: int
     chip: tuple[int, int] = (0, 0)
     core: int = 0
+    role: str = "neurons"  # "neurons", "source" (an input population) or "delay" (delay extension)
 
     @property
     def size(self) -> int:
@@ -32,7 +33,8 @@ class Slice:
 
     @property
     def label(self) -> str:
-        return f"{self.population}[{self.start}:{self.stop}]"
+        tag = "" if self.role == "neurons" else f"{self.role}:"
+        return f"{tag}{self.population}[{self.start}:{self.stop}]"
 
 
 @dataclass

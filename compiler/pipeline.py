@@ -6,12 +6,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from .ir import Network
-from .mapping import Mapping, Slice
+from .mapping import Mapping
 from .passes.lower import LoweredNetwork, lower
+from .passes.partition import partition
+from .passes.place import place
 from .passes.quantize import IntNetwork, quantize
+from .passes.route import route
 from .targets.target import Target, load_target
 
 PROGRESS_MIN_SYNAPSES = 2_000_000  # show a bar only when the work is long enough to wait for
@@ -32,26 +36,35 @@ def to_integer(net: Network, target: Target | str, timings: dict[str, float] | N
     return _timed(timings, "quantize", quantize, lowered, tgt)
 
 
-def one_slice_per_population(inet: IntNetwork, target: Target) -> list[Slice]:
-    slices = []
-    core = 0
-    for name, pop in inet.populations.items():
-        slices.append(Slice(name, 0, pop.size, (0, 0), core))
-        core += 1
-    return slices
+def compile_network(net: Network, target: Target | str, progress: bool | None = None,
+                    rates: dict[str, np.ndarray] | None = None, seed: int = 0) -> Mapping:
+    """Run every pass for `target`: lower, quantize, partition, place, route. Returns the Mapping.
 
-
-def compile_network(net: Network, target: Target | str, progress: bool | None = None) -> Mapping:
-    """Run every pass for `target` and return the Mapping."""
+    `rates` (spikes per neuron per step, per NIR population, e.g. from a float run) weight the
+    placement; without them every neuron is assumed to fire at the default rate.
+    """
     tgt = load_target(target)
     timings: dict[str, float] = {}
     show = progress if progress is not None else net.n_synapses >= PROGRESS_MIN_SYNAPSES
-    steps = [("lower", lower), ("quantize", None)]
-    bar = tqdm(total=len(steps), desc=f"compile for {tgt.name}", disable=not show, leave=False)
-    lowered = _timed(timings, "lower", lower, net)
-    bar.update(1)
-    inet = _timed(timings, "quantize", quantize, lowered, tgt)
-    bar.update(1)
-    slices = _timed(timings, "partition", one_slice_per_population, inet, tgt)
+    passes = ["lower", "quantize", "partition", "place", "route"]
+    bar = tqdm(total=len(passes), desc=f"compile for {tgt.name}", disable=not show, leave=False)
+
+    def run(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        bar.set_postfix_str(name)
+        result = _timed(timings, name, fn, *args)
+        bar.update(1)
+        return result
+
+    lowered = run("lower", lower, net)
+    inet = run("quantize", quantize, lowered, tgt)
+    part = run("partition", partition, inet, tgt)
+    placement = run("place", place, inet, part, tgt, rates, seed)
+    routing = run("route", route, inet, placement.slices, tgt)
     bar.close()
-    return Mapping(tgt, inet, slices, timings)
+    mapping = Mapping(tgt, inet, placement.slices, timings, notes=list(part.notes))
+    mapping.extra.update({
+        "usage": part.usage, "routing": routing, "traffic": placement.traffic,
+        "placement_method": placement.method, "hop_weighted_traffic": placement.hop_traffic,
+        "routing_entries_before": routing.entries_before(), "routing_entries_after": routing.entries_after(),
+    })
+    return mapping

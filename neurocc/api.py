@@ -24,9 +24,18 @@ from .runtime.report import (
 from .runtime.simulator import SimResult, simulate_float, simulate_int
 
 
-def compile(net: Network, target: Target | str, progress: bool | None = None) -> Mapping:  # noqa: A001
-    """Compile a float network for `target` (a shipped name or a .toml path)."""
-    return compile_network(net, target, progress=progress)
+def compile(net: Network, target: Target | str, progress: bool | None = None,  # noqa: A001
+            inputs: np.ndarray | None = None, seed: int = 0) -> Mapping:
+    """Compile a float network for `target` (a shipped name or a .toml path).
+
+    With `inputs` (a raster), a float run measures each neuron's rate and placement weighs
+    spike traffic by it; otherwise every neuron counts at a default rate.
+    """
+    rates = None
+    if inputs is not None:
+        run = simulate_float(net, inputs, record=False)
+        rates = {name: s.mean(axis=0) for name, s in run.spikes.items()}
+    return compile_network(net, target, progress=progress, rates=rates, seed=seed)
 
 
 def read_raster(path: str | Path) -> np.ndarray:

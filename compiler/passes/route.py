@@ -1,0 +1,278 @@
+"""Route: a multicast tree per emitter, key/mask per emitter, per-chip tables, compression.
+
+An *emitter* is what sends packets: a neuron or source slice (stage 0), or a delay-extension
+slice re-sending its source's spikes at stage s >= 1 (s x delay_slots steps later). Each gets a
+key block `key | neuron` with a mask over the high bits. Links are numbered as SpiNNaker's
+route word: 0 E, 1 NE, 2 N, 3 W, 4 SW, 5 S (a 2-D mesh uses E, N, W, S), then bit 6 + p for
+core p. A packet that matches no entry leaves by the link opposite to the one it came in on
+(default routing), so straight-through entries are dropped where the target has it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import TargetError
+from ..mapping import Slice
+from ..targets.target import Target
+from .partition import ROLE_DELAY
+from .quantize import IntNetwork
+
+N_LINKS = 6
+LINK_VECTORS = {0: (1, 0), 1: (1, 1), 2: (0, 1), 3: (-1, 0), 4: (-1, -1), 5: (0, -1)}
+KEY_BITS = 32
+
+
+def opposite(link: int) -> int:
+    return (link + 3) % N_LINKS
+
+
+def path(target: Target, a: tuple[int, int], b: tuple[int, int]) -> list[int]:
+    """Links from chip a to chip b: dimension order on a 2-D mesh, longest dimension first on
+    SpiNNaker's triangular mesh (the NE/SW diagonal counts as one dimension)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    if target.mesh.topology == "triangular" and dx * dy > 0:
+        sign = 1 if dx > 0 else -1
+        diag = min(abs(dx), abs(dy))
+        rest_x, rest_y = dx - sign * diag, dy - sign * diag
+        legs = [(diag, 1 if sign > 0 else 4)]
+        legs.append((abs(rest_x), 0 if rest_x > 0 else 3) if rest_x else (abs(rest_y), 2 if rest_y > 0 else 5))
+        legs.sort(key=lambda leg: -leg[0])
+        return [link for n, link in legs for _ in range(n)]
+    return [0 if dx > 0 else 3] * abs(dx) + [2 if dy > 0 else 5] * abs(dy)
+
+
+def step(chip: tuple[int, int], link: int) -> tuple[int, int]:
+    vx, vy = LINK_VECTORS[link]
+    return chip[0] + vx, chip[1] + vy
+
+
+@dataclass
+class Emitter:
+    slice_index: int
+    stage: int
+    key: int
+    mask: int
+    n_keys: int
+    destinations: list[int]  # slice indices
+
+
+@dataclass
+class Entry:
+    key: int
+    mask: int
+    route: int  # link bits 0..5, core bits 6+
+    emitter: int = -1  # -1 once merged by compression
+
+    def matches(self, key: int) -> bool:
+        return (key & self.mask) == self.key
+
+
+@dataclass
+class Routing:
+    emitters: list[Emitter]
+    index_bits: int
+    tables: dict[tuple[int, int], list[Entry]]  # after default-route removal, before compression
+    compressed: dict[tuple[int, int], list[Entry]]
+    defaulted: dict[tuple[int, int], list[Entry]]  # entries dropped as default-routable (for checks)
+    trees: list[dict[tuple[int, int], int]] = field(default_factory=list)  # per emitter: chip -> route
+    notes: list[str] = field(default_factory=list)
+
+    def entries_before(self) -> int:
+        return sum(len(t) for t in self.tables.values())
+
+    def entries_after(self) -> int:
+        return sum(len(t) for t in self.compressed.values())
+
+
+def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict[tuple[int, int], set[int]]:
+    """(emitter slice index, stage) -> destination slice indices."""
+    slots = target.core.delay_slots
+    by_pop: dict[str, list[int]] = {}
+    delay_of: dict[tuple[str, int], int] = {}
+    for k, s in enumerate(slices):
+        if s.role == ROLE_DELAY:
+            delay_of[(s.population, s.start)] = k
+        else:
+            by_pop.setdefault(s.population, []).append(k)
+    dests: dict[tuple[int, int], set[int]] = {}
+    for proj in inet.projections:
+        csc = sp.csc_array(proj.weights)
+        delays_csc = sp.csr_array((proj.delays + 1, proj.weights.indices, proj.weights.indptr),
+                                  shape=proj.weights.shape).tocsc()
+        dst_ks = by_pop[proj.post]
+        edges = np.asarray([slices[k].stop for k in dst_ks])
+        for ks in by_pop[proj.pre]:
+            src = slices[ks]
+            lo, hi = int(csc.indptr[src.start]), int(csc.indptr[src.stop])
+            if lo == hi:
+                continue
+            rows = csc.indices[lo:hi]
+            stages = (delays_csc.data[lo:hi].astype(np.int64) - 1) // slots
+            dst = np.searchsorted(edges, rows, side="right")
+            for stage, d in set(zip(stages.tolist(), dst.tolist(), strict=True)):
+                emitter_slice = ks if stage == 0 else delay_of[(src.population, src.start)]
+                dests.setdefault((emitter_slice, stage), set()).add(dst_ks[d])
+                if stage > 0:  # the source feeds its delay-extension slice
+                    dests.setdefault((ks, 0), set()).add(emitter_slice)
+    return dests
+
+
+def _tree(target: Target, source: tuple[int, int], cores: dict[tuple[int, int], list[int]]
+          ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """Route word per chip on the multicast tree, and the link each chip is entered by (-1: source)."""
+    route: dict[tuple[int, int], int] = {source: 0}
+    entered: dict[tuple[int, int], int] = {source: -1}
+    for chip in sorted(cores):
+        # Walk the path; grow the tree only after the last chip it already holds, so every chip
+        # is entered exactly once (paths of a triangular mesh can otherwise reconverge).
+        chips = [source]
+        links = path(target, source, chip)
+        for link in links:
+            chips.append(step(chips[-1], link))
+        last = max(k for k, c in enumerate(chips) if c in route)
+        for k in range(last, len(links)):
+            here, link, nxt = chips[k], links[k], chips[k + 1]
+            route[here] |= 1 << link
+            route[nxt] = 0
+            entered[nxt] = opposite(link)
+        for core in cores[chip]:
+            route[chip] |= 1 << (N_LINKS + core)
+    return route, entered
+
+
+def route(inet: IntNetwork, slices: list[Slice], target: Target) -> Routing:
+    max_size = max((s.size for s in slices), default=1)
+    index_bits = max(0, math.ceil(math.log2(max(max_size, 1))))
+    dests = _destinations(inet, slices, target)
+    stages_of: dict[int, int] = {}
+    for (k, stage) in dests:
+        stages_of[k] = max(stages_of.get(k, 0), stage)
+    emitters: list[Emitter] = []
+    mask = ((1 << KEY_BITS) - 1) ^ ((1 << index_bits) - 1)
+    block = 0
+    # Key blocks in slice order, so a population's slices hold consecutive keys (they compress).
+    for k, s in enumerate(slices):
+        first = 1 if s.role == ROLE_DELAY else 0
+        for stage in range(first, stages_of.get(k, 0) + 1):
+            if (k, stage) not in dests:
+                continue
+            key = block << index_bits
+            if key >= (1 << KEY_BITS):
+                raise TargetError(f"{len(slices)} slices of up to {max_size} neurons need more than {KEY_BITS}-bit "
+                                  "keys. Fix: fewer, larger slices")
+            emitters.append(Emitter(k, stage, key, mask, s.size, sorted(dests[(k, stage)])))
+            block += 1
+    tables: dict[tuple[int, int], list[Entry]] = {}
+    defaulted: dict[tuple[int, int], list[Entry]] = {}
+    trees = []
+    for e_idx, em in enumerate(emitters):
+        src = slices[em.slice_index]
+        cores: dict[tuple[int, int], list[int]] = {}
+        for d in em.destinations:
+            cores.setdefault(slices[d].chip, []).append(slices[d].core)
+        tree, entered = _tree(target, src.chip, cores)
+        trees.append(tree)
+        for chip, word in tree.items():
+            entry = Entry(em.key, em.mask, word, e_idx)
+            links = [b for b in range(N_LINKS) if word >> b & 1]
+            straight = (target.router.default_routing and entered[chip] >= 0 and word >> N_LINKS == 0
+                        and links == [opposite(entered[chip])])
+            (defaulted if straight else tables).setdefault(chip, []).append(entry)
+    compressed = {chip: compress(entries, defaulted.get(chip, []), target.router.entries_per_chip)
+                  for chip, entries in tables.items()}
+    for chip, entries in compressed.items():
+        if len(entries) > target.router.entries_per_chip:
+            raise TargetError(
+                f"chip {chip}: routing table has {len(entries)} entries after compression, the router holds "
+                f"{target.router.entries_per_chip} (over by {len(entries) - target.router.entries_per_chip}). "
+                "Fix: place fewer sources' routes through this chip (a larger machine) or fewer, larger slices"
+            )
+    return Routing(emitters, index_bits, tables, compressed, defaulted, trees)
+
+
+def _overlaps(key_a: int, mask_a: int, key_b: int, mask_b: int) -> bool:
+    return ((key_a ^ key_b) & mask_a & mask_b) == 0
+
+
+def compress(entries: list[Entry], blockers: list[Entry], limit: int, force: bool = False) -> list[Entry]:
+    """Merge entries that share a route into covering key/masks (as PACMAN's pair compressor).
+
+    A merge is kept only if the merged entry overlaps no entry of another route and no key that
+    arrives here to be default-routed, so every key that reaches the chip keeps its route and the
+    table's order does not matter. Runs when the table is over `limit`, or always with `force`.
+    """
+    if len(entries) <= limit and not force:
+        return list(entries)
+    by_route: dict[int, list[Entry]] = {}
+    for e in entries:
+        by_route.setdefault(e.route, []).append(e)
+    # Least frequent routes first (PACMAN's order): the others stay as blockers.
+    out: list[Entry] = []
+    for word in sorted(by_route, key=lambda w: len(by_route[w])):
+        others = [e for e in entries if e.route != word] + blockers
+        group = sorted(by_route[word], key=lambda e: e.key)
+        merged = True
+        while merged and len(group) > 1:
+            merged = False
+            for i in range(len(group)):
+                for j in range(i + 1, len(group)):
+                    a, b = group[i], group[j]
+                    new_mask = a.mask & b.mask & ~(a.key ^ b.key)
+                    new_key = a.key & new_mask
+                    if any(_overlaps(new_key, new_mask, o.key, o.mask) for o in others):
+                        continue
+                    # Absorb every entry of the group the merged one covers.
+                    covered = [e for e in group if (e.key & new_mask) == new_key and (e.mask & new_mask) == new_mask]
+                    group = [e for e in group if e not in covered] + [Entry(new_key, new_mask, word)]
+                    group.sort(key=lambda e: e.key)
+                    merged = True
+                    break
+                if merged:
+                    break
+        out.extend(group)
+    return out
+
+
+def lookup(table: list[Entry], key: int) -> int | None:
+    for e in table:
+        if e.matches(key):
+            return e.route
+    return None
+
+
+def deliver(routing: Routing, target: Target, source: tuple[int, int], key: int, compressed: bool = True,
+            max_hops: int = 10_000) -> tuple[set[tuple[tuple[int, int], int]], dict[tuple[tuple[int, int], int], int]]:
+    """Follow one packet hop by hop through the tables: (cores reached, packets per (chip, link))."""
+    tables = routing.compressed if compressed else routing.tables
+    reached: set[tuple[tuple[int, int], int]] = set()
+    link_use: dict[tuple[tuple[int, int], int], int] = {}
+    frontier = [(source, -1)]
+    hops = 0
+    while frontier:
+        chip, entered = frontier.pop()
+        hops += 1
+        if hops > max_hops:
+            raise TargetError(f"key {key:#x} loops in the routing tables (more than {max_hops} hops)")
+        word = lookup(tables.get(chip, []), key)
+        if word is None:
+            if entered < 0:
+                raise TargetError(f"chip {chip}: no route for key {key:#x} from a local core")
+            word = 1 << opposite(entered)
+        for link in range(N_LINKS):
+            if word >> link & 1:
+                link_use[(chip, link)] = link_use.get((chip, link), 0) + 1
+                nxt = step(chip, link)
+                frontier.append((nxt, opposite(link)))
+        core_bits = word >> N_LINKS
+        core = 0
+        while core_bits:
+            if core_bits & 1:
+                reached.add((chip, core))
+            core_bits >>= 1
+            core += 1
+    return reached, link_use
