@@ -72,12 +72,25 @@ class Mapping:
             "sign_mode": p.sign_mode, "max_delay": p.max_delay,
             "weight_range": [int(p.weights.data.min()), int(p.weights.data.max())] if p.n_synapses else [0, 0],
         } for p in net.projections]
+        usage = self.extra.get("usage")
+        cores = []
+        for k, s in enumerate(self.slices):
+            entry: dict[str, Any] = {"slice": s.label, "role": s.role, "chip": list(s.chip), "core": s.core}
+            if usage is not None:
+                entry["used"] = usage[k].as_dict()
+            cores.append(entry)
+        core = self.target.core
         return {
             "target": self.target.name, "family": self.target.family, "dt": net.dt,
+            "core_budget": {"neurons": core.neurons, "synapse_memory_bytes": core.synapse_memory_bytes,
+                            "input_axons": core.input_axons, "output_axons": core.output_axons,
+                            "delay_slots": core.delay_slots},
+            "cores": cores,
             "inputs": net.inputs, "outputs": net.outputs, "source_populations": net.source_pops,
             "populations": pops, "projections": projs,
             "neurons": int(net.n_neurons), "synapses": int(net.n_synapses),
-            "cores_used": len({(s.chip, s.core) for s in self.slices if net.populations[s.population].kind != "input"}),
+            "cores_used": len({(s.chip, s.core) for s in self.slices}),
+            "chips_used": len({s.chip for s in self.slices}),
             "timings_s": {k: round(v, 6) for k, v in self.timings.items()},
             "notes": self.notes + net.notes,
             **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, list, dict))},

@@ -74,7 +74,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_
 
     net = _load(args)
-    mapping = compile_(net, args.target, progress=not args.quiet)
+    mapping = compile_(net, args.target, progress=False if args.quiet else None)
     out = mapping.emit(args.output)
     summary = mapping.summary()
     print(f"compiled for {args.target}: {summary['neurons']} neurons, {summary['synapses']} synapses, "
@@ -82,6 +82,39 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.timings:
         for name, sec in mapping.timings.items():
             print(f"  {name:<12} {sec * 1e3:9.2f} ms")
+    return 0
+
+
+def cmd_place(args: argparse.Namespace) -> int:
+    from .api import compile as compile_
+    from .api import read_raster
+    from .runtime.placement_sim import plot_placement, simulate_placement
+    from .runtime.report import table
+
+    net = _load(args)
+    raster = read_raster(args.input) if args.input else None
+    mapping = compile_(net, args.target, progress=False if args.quiet else None, inputs=raster)
+    usage = mapping.extra["usage"]
+    budget = mapping.target.core
+    print(f"{mapping.target.name}: {len(mapping.slices)} cores on {len({s.chip for s in mapping.slices})} chip(s); "
+          f"placement {mapping.extra['placement_method']}; routing entries {mapping.extra['routing_entries_before']} "
+          f"-> {mapping.extra['routing_entries_after']} after compression")
+    print(table(["slice", "chip", "core", "neurons", "synapses", "synapse B", "of budget", "fan-in", "out axons"],
+                [[s.label, f"{s.chip[0]},{s.chip[1]}", s.core, u.neurons, u.synapses, u.synapse_bytes,
+                  f"{100 * u.synapse_bytes / budget.synapse_memory_bytes:.1f}%", u.fan_in, u.out_axons]
+                 for s, u in zip(mapping.slices, usage, strict=True)]))
+    if raster is None:
+        steps = args.steps
+        rng = np.random.default_rng(0)
+        shape = mapping.network.populations[mapping.network.inputs[0]].shape
+        raster = (rng.random((steps, *shape)) < args.rate).astype(np.float32)
+        print(f"\n(no --input: replaying {steps} steps of random input at p={args.rate})")
+    report = simulate_placement(mapping, raster)
+    print()
+    print(report.text())
+    if args.plot:
+        for path in plot_placement(report, mapping, args.plot):
+            print(f"wrote {path}")
     return 0
 
 
@@ -141,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timings", action="store_true", help="print each pass's time")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_compile)
+
+    sp = sub.add_parser("place", help="placement simulation only: cores, load, traffic, latency, energy")
+    model_args(sp)
+    sp.add_argument("--target", required=True)
+    sp.add_argument("--input", help=".npz raster to replay (default: random input)")
+    sp.add_argument("--steps", type=int, default=100, help="steps of random input when --input is not given")
+    sp.add_argument("--rate", type=float, default=0.1, help="spike probability of the random input")
+    sp.add_argument("--plot", help="directory for core-load, link-traffic and step-time figures")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_place)
 
     sp = sub.add_parser("verify", help="run artifacts on their executor, diff against the reference")
     sp.add_argument("out_dir")

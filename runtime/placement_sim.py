@@ -1,0 +1,275 @@
+"""Placement simulation: replay the reference simulator's spikes over a Mapping.
+
+Per core: synaptic events, neuron updates and spikes per step, and the time they take against
+the target's real-time budget. Per link: packets per step (every spike crosses each link of its
+emitter's multicast tree once). Per spike: hops and latency. Energy per inference from the
+target's cost model. All counts are exact replays; times and energies are the cost model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..compiler.mapping import Mapping
+from ..compiler.passes.partition import ROLE_DELAY
+from ..compiler.passes.route import N_LINKS, Routing, step
+from .simulator import SimResult, simulate_int
+
+
+@dataclass
+class PlacementReport:
+    target: str
+    steps: int
+    cores: list[dict[str, Any]]  # per slice/core: chip, core, label, events, updates, spikes, time per step
+    links: dict[tuple[tuple[int, int], int], np.ndarray]  # (chip, link) -> packets per step [T]
+    step_time_s: np.ndarray  # [T] slowest core's time per step
+    budget_s: float
+    energy_j: float
+    energy_breakdown_j: dict[str, float]
+    mean_hops: float
+    max_hops: int
+    max_latency_s: float
+    chips_used: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bottleneck(self) -> dict[str, Any]:
+        return max(self.cores, key=lambda c: c["time_per_step_s"]) if self.cores else {}
+
+    def link_totals(self) -> dict[str, int]:
+        return {f"{chip[0]},{chip[1]}:{'E NE N W SW S'.split()[link]}": int(v.sum())
+                for (chip, link), v in self.links.items()}
+
+    def text(self) -> str:
+        from .report import table
+
+        rows = sorted(self.cores, key=lambda c: -c["time_per_step_s"])[:12]
+        body = table(
+            ["chip", "core", "slice", "neurons", "syn events/step", "spikes/step", "time/step (us)",
+             "synapse B"],
+            [[f"{c['chip'][0]},{c['chip'][1]}", c["core"], c["label"], c["neurons"], f"{c['events_per_step']:.1f}",
+              f"{c['spikes_per_step']:.2f}", f"{c['time_per_step_s'] * 1e6:.3f}", c["synapse_bytes"]] for c in rows],
+        )
+        busiest = sorted(self.link_totals().items(), key=lambda kv: -kv[1])[:8]
+        b = self.bottleneck
+        lines = [
+            f"placement on {self.target}: {len(self.cores)} cores on {self.chips_used} chip(s), {self.steps} steps",
+            f"bottleneck: core {b.get('core')} on chip {b.get('chip')} ({b.get('label')}), "
+            f"{b.get('time_per_step_s', 0) * 1e6:.3f} us/step of a {self.budget_s * 1e6:.0f} us budget "
+            f"({100 * b.get('time_per_step_s', 0) / self.budget_s:.2f}%)",
+            f"slowest step: {self.step_time_s.max() * 1e6:.3f} us; mean {self.step_time_s.mean() * 1e6:.3f} us",
+            f"spikes: mean {self.mean_hops:.2f} link hops per packet, max {self.max_hops}, "
+            f"worst latency {self.max_latency_s * 1e9:.1f} ns",
+            f"energy per inference: {self.energy_j * 1e6:.4f} uJ "
+            + ", ".join(f"{k} {v * 1e6:.4f} uJ" for k, v in self.energy_breakdown_j.items()),
+            "", "cores by time per step (top 12):", body, "",
+            "busiest links (packets, whole run): " + (", ".join(f"{k} {v}" for k, v in busiest) or "none (one chip)"),
+        ]
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "steps": self.steps, "chips_used": self.chips_used,
+            "cores": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items()} for c in self.cores],
+            "links_packets_total": self.link_totals(),
+            "step_time_s": {"max": float(self.step_time_s.max()), "mean": float(self.step_time_s.mean())},
+            "budget_s": self.budget_s, "energy_j": self.energy_j, "energy_breakdown_j": self.energy_breakdown_j,
+            "mean_hops": self.mean_hops, "max_hops": self.max_hops, "max_latency_s": self.max_latency_s,
+        }
+
+
+def _tree_links(tree: dict[tuple[int, int], int]) -> list[tuple[tuple[int, int], int]]:
+    return [(chip, link) for chip, word in tree.items() for link in range(N_LINKS) if word >> link & 1]
+
+
+def _depths(tree: dict[tuple[int, int], int], root: tuple[int, int]) -> dict[tuple[int, int], int]:
+    depth = {root: 0}
+    frontier = [root]
+    while frontier:
+        chip = frontier.pop()
+        for link in range(N_LINKS):
+            if tree.get(chip, 0) >> link & 1:
+                nxt = step(chip, link)
+                if nxt not in depth:
+                    depth[nxt] = depth[chip] + 1
+                    frontier.append(nxt)
+    return depth
+
+
+def _shift(x: np.ndarray, k: int) -> np.ndarray:
+    """x delayed by k steps (zeros in front), same length."""
+    if k == 0:
+        return x
+    out = np.zeros_like(x)
+    if k < x.shape[0]:
+        out[k:] = x[:-k]
+    return out
+
+
+def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, result: SimResult | None = None
+                       ) -> PlacementReport:
+    """Replay a reference run (given, or computed from `raster`) over the mapping."""
+    if result is None:
+        if raster is None:
+            raise ValueError("simulate_placement needs a raster or a reference result")
+        result = simulate_int(mapping.network, raster, record=False)
+    inet, target = mapping.network, mapping.target
+    routing: Routing = mapping.extra["routing"]
+    usage = mapping.extra.get("usage")
+    cost = target.cost
+    slots = target.core.delay_slots
+    steps = result.steps
+    slices = mapping.slices
+    spikes = {k: result.spikes[s.population][:, s.start:s.stop].astype(np.int64) for k, s in enumerate(slices)}
+    per_step_spikes = {k: v.sum(axis=1) for k, v in spikes.items()}
+    events = np.zeros((steps, len(slices)))
+    # Synaptic events: a spike of neuron j at stage s lands on every synapse from j with
+    # delay // slots == s in the destination slice, s x slots steps later.
+    neuron_slices: dict[str, list[int]] = {}
+    for k, sl in enumerate(slices):
+        if sl.role != ROLE_DELAY:
+            neuron_slices.setdefault(sl.population, []).append(k)
+    for proj in inet.projections:
+        csr = proj.weights
+        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        dst_ks = neuron_slices[proj.post]
+        dst = np.searchsorted(np.asarray([slices[k].stop for k in dst_ks]), rows, side="right")
+        stage = proj.delays // slots
+        pre_spikes = result.spikes[proj.pre].astype(np.float64)
+        for st in np.unique(stage):
+            sel = stage == st
+            counts = sp.csr_array((np.ones(int(sel.sum())), (csr.indices[sel], dst[sel])),
+                                  shape=(csr.shape[1], len(dst_ks)))
+            landed = _shift(np.asarray(pre_spikes @ counts), int(st) * slots)
+            events[:, dst_ks] += landed
+    links: dict[tuple[tuple[int, int], int], np.ndarray] = {}
+    hop_total = 0.0
+    packets_total = 0.0
+    max_hops = 0
+    for e_idx, em in enumerate(routing.emitters):
+        tree = routing.trees[e_idx]
+        src = slices[em.slice_index]
+        # A delay-extension emitter re-sends its source slice's spikes `stage` x slots steps later.
+        source_k = em.slice_index
+        if src.role == ROLE_DELAY:
+            source_k = next(k for k, s in enumerate(slices)
+                            if s.population == src.population and s.start == src.start and s.role != ROLE_DELAY)
+        sent = _shift(per_step_spikes[source_k], em.stage * slots).astype(float)
+        tree_links = _tree_links(tree)
+        for key in tree_links:
+            links[key] = links.get(key, np.zeros(steps)) + sent
+        depth = _depths(tree, src.chip)
+        dest_depth = max((depth.get(slices[d].chip, 0) for d in em.destinations), default=0)
+        max_hops = max(max_hops, dest_depth) if sent.any() else max_hops
+        hop_total += sent.sum() * len(tree_links)
+        packets_total += sent.sum()
+    cores = []
+    step_time = np.zeros(steps)
+    e_syn = e_upd = e_spk = 0.0
+    for k, s in enumerate(slices):
+        neurons = s.size if s.role == "neurons" else 0
+        out_spikes = per_step_spikes[k] if s.role != ROLE_DELAY else np.zeros(steps)
+        t = events[:, k] * cost.time_per_synaptic_event_s + neurons * cost.time_per_neuron_update_s \
+            + out_spikes * cost.time_per_spike_s
+        step_time = np.maximum(step_time, t)
+        e_syn += events[:, k].sum() * cost.energy_per_synaptic_event_j
+        e_upd += neurons * steps * cost.energy_per_neuron_update_j
+        e_spk += out_spikes.sum() * cost.energy_per_spike_j
+        cores.append({
+            "chip": s.chip, "core": s.core, "label": s.label, "role": s.role, "neurons": s.size,
+            "events_per_step": float(events[:, k].mean()), "events_max": float(events[:, k].max()),
+            "spikes_per_step": float(out_spikes.mean()), "time_per_step_s": float(t.mean()),
+            "time_max_s": float(t.max()),
+            "synapse_bytes": int(usage[k].synapse_bytes) if usage is not None else 0,
+        })
+    e_hop = sum(v.sum() for v in links.values()) * cost.energy_per_hop_j
+    breakdown = {"synaptic": e_syn, "neuron": e_upd, "spike": e_spk, "links": e_hop}
+    return PlacementReport(
+        target.name, steps, cores, links, step_time, cost.timestep_budget_s, sum(breakdown.values()), breakdown,
+        hop_total / packets_total if packets_total else 0.0, max_hops,
+        max_hops * cost.time_per_hop_s + cost.time_per_spike_s,
+        len({s.chip for s in slices}),
+    )
+
+
+def plot_placement(report: PlacementReport, mapping: Mapping, out_dir: str | Path) -> list[Path]:
+    """Core-load heatmap over the mesh, link-traffic map, per-step time. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mesh = mapping.target.mesh
+    files = []
+    # Core load: one cell per core, chips tiled over the mesh.
+    side = int(np.ceil(np.sqrt(mesh.cores_per_chip)))
+    grid = np.full((mesh.chips_y * side, mesh.chips_x * side), np.nan)
+    for c in report.cores:
+        (x, y), core = c["chip"], c["core"]
+        grid[y * side + core // side, x * side + core % side] = c["time_per_step_s"] * 1e6
+    used_y = max(c["chip"][1] for c in report.cores) + 1
+    used_x = max(c["chip"][0] for c in report.cores) + 1
+    grid = grid[: used_y * side, : used_x * side]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(grid, origin="lower", cmap="viridis")
+    for k in range(1, used_x):
+        ax.axvline(k * side - 0.5, color="w", lw=0.8)
+    for k in range(1, used_y):
+        ax.axhline(k * side - 0.5, color="w", lw=0.8)
+    fig.colorbar(im, ax=ax, label="mean time per step (us)")
+    ax.set_title(f"core load on {report.target} ({side}x{side} cores per chip cell)")
+    path = out / "core_load.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path)
+    # Link traffic.
+    fig, ax = plt.subplots(figsize=(6, 5))
+    chips = {c["chip"] for c in report.cores} | {chip for chip, _ in report.links}
+    xs, ys = zip(*chips, strict=True) if chips else ((0,), (0,))
+    ax.scatter(xs, ys, s=200, c="lightgray", edgecolors="k", zorder=2)
+    peak = max((v.mean() for v in report.links.values()), default=0.0) or 1.0
+    for (chip, link), v in report.links.items():
+        nxt = step(chip, link)
+        ax.annotate("", xy=nxt, xytext=chip, zorder=1,
+                    arrowprops={"arrowstyle": "->", "lw": 0.5 + 5 * v.mean() / peak, "color": "tab:red"})
+    ax.set_title(f"link traffic (packets/step), peak {peak:.2f}")
+    ax.set_xlabel("chip x")
+    ax.set_ylabel("chip y")
+    ax.set_aspect("equal")
+    path = out / "link_traffic.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path)
+    # Per-step time.
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(report.step_time_s * 1e6, lw=1, label="slowest core")
+    ax.axhline(report.budget_s * 1e6, color="r", ls="--", lw=1, label="real-time budget")
+    ax.set_xlabel("timestep")
+    ax.set_ylabel("us")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("time per step")
+    fig.tight_layout()
+    path = out / "step_time.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path)
+    return files
+
+
+def sweep(configs: list[dict[str, Any]], fn: Any, client: Any = None) -> list[Any]:
+    """Run independent placement configurations; with a Dask `client`, on its workers.
+
+    The one door to an existing engine (ARCHITECTURE: never a home-made scheduler).
+    """
+    if client is None:
+        return [fn(**cfg) for cfg in configs]
+    futures = client.map(lambda cfg: fn(**cfg), configs)
+    return client.gather(futures)
