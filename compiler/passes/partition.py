@@ -110,47 +110,108 @@ def _check(use: SliceUsage, target: Target) -> list[tuple[str, int, int]]:
 
 
 def _bounds(size: int, k: int) -> list[tuple[int, int]]:
-    step = math.ceil(size / k)
-    return [(a, min(a + step, size)) for a in range(0, size, step)]
+    """Exactly k contiguous slices whose sizes differ by at most one."""
+    k = max(1, min(k, size))
+    edges = [(i * size) // k for i in range(k + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-class _OutAxons:
-    """Axons a source slice needs: one per (neuron, destination slice) pair with a synapse."""
+class _Index:
+    """One projection in column order (pre neuron, then post neuron), for whole-population counts."""
 
-    def __init__(self, inet: IntNetwork, pop: str):
-        self.parts = [(p.post, sp.csc_array(p.weights)) for p in inet.projections if p.pre == pop]
+    def __init__(self, proj: IntProjection, target: Target):
+        slots = target.core.delay_slots
+        csr_delays = sp.csr_array((proj.delays + 1, proj.weights.indices, proj.weights.indptr),
+                                  shape=proj.weights.shape)
+        csc = csr_delays.tocsc()
+        csc.sort_indices()
+        self.proj = proj
+        self.rows = csc.indices.astype(np.int64)
+        self.cols = np.repeat(np.arange(csc.shape[1], dtype=np.int64), np.diff(csc.indptr))
+        delays = csc.data.astype(np.int64) - 1
+        self.stage = delays // slots
+        self.native = delays % slots
+        self.has_stages = bool(self.stage.size and self.stage.max() > 0)
+        self.syn_bits, self.hdr_bits = _row_bits(target, proj)
+        self.n_pre = proj.weights.shape[1]
 
-    def count(self, bounds_of: dict[str, list[tuple[int, int]]], start: int, stop: int) -> int:
-        total = 0
-        for post, csc in self.parts:
-            lo, hi = int(csc.indptr[start]), int(csc.indptr[stop])
-            if hi == lo:
-                continue
-            rows = csc.indices[lo:hi]
-            cols = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(csc.indptr[start:stop + 1]))
-            edges = np.asarray([b for _, b in bounds_of[post]])
-            dest = np.searchsorted(edges, rows, side="right")
-            total += np.unique(cols * (len(edges) + 1) + dest).size
-        return total
+    def groups(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Destination slice per synapse, and the first synapse of each (pre, slice, stage) row."""
+        dst = np.searchsorted(edges, self.rows, side="right")
+        if self.has_stages:
+            order = np.lexsort((self.stage, dst, self.cols))
+        else:
+            order = np.arange(dst.size)  # column order already groups (pre, dst): rows sorted
+        d, c, st = dst[order], self.cols[order], self.stage[order]
+        new = np.ones(d.size, dtype=bool)
+        new[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1]) | (st[1:] != st[:-1])
+        return dst, order, new
+
+    def pair_starts(self, edges: np.ndarray) -> np.ndarray:
+        """First synapse of each (pre neuron, destination slice) pair, ignoring stage (out axons)."""
+        dst = np.searchsorted(edges, self.rows, side="right")
+        new = np.ones(dst.size, dtype=bool)
+        new[1:] = (dst[1:] != dst[:-1]) | (self.cols[1:] != self.cols[:-1])
+        return new
 
 
-def _fit_population(inet: IntNetwork, target: Target, name: str) -> list[tuple[int, int]]:
+def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]) -> list[SliceUsage]:
+    """Resource use of every slice of one population at once (same counts as slice_usage)."""
+    n = len(bounds)
+    edges = np.asarray([b for _, b in bounds])
+    packed = target.encoding.synapse_word_bits == 0
+    synapses = np.zeros(n, np.int64)
+    nbytes = np.zeros(n, np.int64)
+    fan_in = np.zeros(n, np.int64)
+    slots_used = np.zeros(n, np.int64)
+    stages = np.zeros(n, np.int64)
+    for idx in incoming:
+        if idx.rows.size == 0:
+            continue
+        dst, order, new = idx.groups(edges)
+        d_sorted = dst[order]
+        starts = np.flatnonzero(new)
+        lengths = np.diff(np.append(starts, d_sorted.size))
+        bits = idx.hdr_bits + lengths * idx.syn_bits
+        row_bytes = np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
+        synapses += np.bincount(dst, minlength=n)
+        nbytes += np.bincount(d_sorted[starts], weights=row_bytes, minlength=n).astype(np.int64)
+        fan_in += np.bincount(d_sorted[starts], minlength=n)
+        np.maximum.at(slots_used, dst, idx.native + 1)
+        np.maximum.at(stages, dst, idx.stage)
+    return [SliceUsage(neurons=b - a, synapses=int(synapses[k]), synapse_bytes=int(nbytes[k]),
+                       fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]), delay_stages=int(stages[k]))
+            for k, (a, b) in enumerate(bounds)]
+
+
+def _out_axons(outgoing: list[_Index], bounds_of: dict[str, list[tuple[int, int]]],
+               bounds: list[tuple[int, int]]) -> np.ndarray:
+    """Axons each source slice needs: one per (neuron, destination slice) pair with a synapse."""
+    src_edges = np.asarray([b for _, b in bounds])
+    total = np.zeros(len(bounds), np.int64)
+    for idx in outgoing:
+        if idx.rows.size == 0:
+            continue
+        new = idx.pair_starts(np.asarray([b for _, b in bounds_of[idx.proj.post]]))
+        src = np.searchsorted(src_edges, idx.cols[new], side="right")
+        total += np.bincount(src, minlength=len(bounds))
+    return total
+
+
+def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[_Index]) -> list[tuple[int, int]]:
     pop = inet.populations[name]
     size = pop.size
     k = max(1, math.ceil(size / target.core.neurons))
-    if pop.kind != "input":
-        whole = slice_usage(inet, target, name, 0, size)
-        k = max(k, math.ceil(whole.synapse_bytes / max(1, target.core.synapse_memory_bytes)))
+    if pop.kind != "input" and incoming:
+        whole = _usage(target, incoming, [(0, size)])[0]
+        k = max(k, math.ceil(whole.synapse_bytes / max(1, target.core.synapse_memory_bytes)),
+                math.ceil(whole.fan_in / max(1, target.core.input_axons)))
         k = min(k, size)
     while True:
         bounds = _bounds(size, k)
-        worst: tuple[SliceUsage, list[tuple[str, int, int]]] | None = None
-        for a, b in bounds:
-            use = slice_usage(inet, target, name, a, b) if pop.kind != "input" else SliceUsage(neurons=b - a)
-            over = _check(use, target)
-            if over:
-                worst = (use, over)
-                break
+        uses = _usage(target, incoming, bounds) if pop.kind != "input" else [SliceUsage(neurons=b - a)
+                                                                            for a, b in bounds]
+        worst = next(((u, o) for u in uses if (o := _check(u, target))), None)
         if worst is None:
             return bounds
         if len(bounds) == size:  # one neuron per core and still over: cannot fit
@@ -161,7 +222,26 @@ def _fit_population(inet: IntNetwork, target: Target, name: str) -> list[tuple[i
                 f"budget is {limit} (over by {used - limit}). Fix: fewer synapses per neuron (split the layer's "
                 f"fan-in), shorter delays, or a target with more {what} per core"
             )
-        k = min(size, max(k + 1, int(k * 1.25)))
+        # Grow in proportion to the worst overrun, at least by one slice.
+        ratio = max(used / limit for u in uses for _, used, limit in _check(u, target))
+        k = min(size, max(k + 1, int(math.ceil(k * min(ratio, 4.0)))))
+
+
+def _depth(inet: IntNetwork) -> dict[str, int]:
+    """Hops from the inputs (breadth first); unreachable populations count as depth 0."""
+    depth = {name: 0 for name in inet.populations}
+    seen = set(inet.inputs)
+    frontier = list(inet.inputs)
+    while frontier:
+        nxt = []
+        for pre in frontier:
+            for proj in inet.projections:
+                if proj.pre == pre and proj.post not in seen:
+                    seen.add(proj.post)
+                    depth[proj.post] = depth[pre] + 1
+                    nxt.append(proj.post)
+        frontier = nxt
+    return depth
 
 
 def partition(inet: IntNetwork, target: Target) -> Partition:
@@ -175,24 +255,31 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
                 f"{target.core.delay_slots} native slots x (1 + {target.encoding.delay_extension_slots} "
                 f"extension stages) = {max_total + 1} steps. Fix: shorten delays or use a larger dt"
             )
-    bounds_of = {name: _fit_population(inet, target, name) for name in inet.populations}
-    out_axons = {name: _OutAxons(inet, name) for name in inet.populations}
-    # Output axons depend on the destination slicing: split sources further until they fit.
-    for _ in range(8):
+    index = [_Index(p, target) for p in inet.projections]
+    incoming = {name: [i for i in index if i.proj.post == name] for name in inet.populations}
+    outgoing = {name: [i for i in index if i.proj.pre == name] for name in inet.populations}
+    bounds_of = {name: _fit_population(inet, target, name, incoming[name]) for name in inet.populations}
+    # Output axons depend on the destination slicing: split sources further until they fit, sinks
+    # first so each population sees its destinations' final slicing (cycles take another round).
+    for _ in range(16):
         changed = False
-        for name in inet.populations:
-            if not out_axons[name].parts:
+        for name in sorted(inet.populations, key=lambda n: -_depth(inet)[n]):
+            if not outgoing[name]:
                 continue
-            bounds = bounds_of[name]
-            if any(out_axons[name].count(bounds_of, a, b) > target.core.output_axons for a, b in bounds):
-                size = inet.populations[name].size
+            size = inet.populations[name].size
+            while True:
+                bounds = bounds_of[name]
+                worst = int(_out_axons(outgoing[name], bounds_of, bounds).max())
+                if worst <= target.core.output_axons:
+                    break
                 if len(bounds) >= size:
                     raise TargetError(
-                        f"population {name!r}: a single neuron projects to more than {target.core.output_axons} "
-                        f"cores ({target.name} output axons). Fix: fewer destination slices (larger cores) "
-                        "or another target"
+                        f"population {name!r}: a single neuron projects to {worst} cores, over {target.name}'s "
+                        f"{target.core.output_axons} output axons by {worst - target.core.output_axons}. Fix: "
+                        "fewer destination slices (larger cores) or another target"
                     )
-                bounds_of[name] = _bounds(size, min(size, len(bounds) * 2))
+                grow = max(len(bounds) + 1, math.ceil(len(bounds) * worst / target.core.output_axons))
+                bounds_of[name] = _bounds(size, min(size, grow))
                 changed = True
         if not changed:
             break
@@ -201,9 +288,11 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     for name, bounds in bounds_of.items():
         pop = inet.populations[name]
         role = ROLE_SOURCE if pop.kind == "input" else ROLE_NEURONS
-        for a, b in bounds:
-            use = SliceUsage(neurons=b - a) if role == ROLE_SOURCE else slice_usage(inet, target, name, a, b)
-            use.out_axons = out_axons[name].count(bounds_of, a, b)
+        uses = [SliceUsage(neurons=b - a) for a, b in bounds] if role == ROLE_SOURCE else \
+            _usage(target, incoming[name], bounds)
+        axons = _out_axons(outgoing[name], bounds_of, bounds) if outgoing[name] else np.zeros(len(bounds), np.int64)
+        for (a, b), use, ax in zip(bounds, uses, axons, strict=True):
+            use.out_axons = int(ax)
             slices.append(Slice(name, a, b, role=role))
             usage.append(use)
     # Delay extensions: one per source slice whose spikes some synapse needs >= delay_slots later.

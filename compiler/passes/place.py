@@ -91,8 +91,15 @@ def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.nda
 
 def _cost(target: Target, traffic: sp.csr_array, chips: list[tuple[int, int]]) -> float:
     coo = sp.coo_array(traffic)
-    return float(sum(v * hops(target, chips[i], chips[j]) for i, j, v in zip(coo.row, coo.col, coo.data,
-                                                                          strict=True)))
+    xy = np.asarray(chips, dtype=np.int64).reshape(-1, 2)
+    dx = xy[coo.col, 0] - xy[coo.row, 0]
+    dy = xy[coo.col, 1] - xy[coo.row, 1]
+    if target.mesh.topology == "triangular":
+        same = dx * dy > 0
+        h = np.where(same, np.maximum(np.abs(dx), np.abs(dy)), np.abs(dx) + np.abs(dy))
+    else:
+        h = np.abs(dx) + np.abs(dy)
+    return float((coo.data * h).sum())
 
 
 def _sequential(n: int, per_chip: int, order: list[tuple[int, int]]) -> list[tuple[int, int]]:

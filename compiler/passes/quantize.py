@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import QuantizationError
+from ..errors import QuantizationError, UnsupportedNodeError
 from ..ir import INPUT
 from ..targets.target import NumericFormat, Target
 from .lower import LoweredNetwork
@@ -163,6 +163,11 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
         if lp.kind == INPUT:
             pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, "input")
             continue
+        if lp.kind not in target.neuron_kinds:
+            raise UnsupportedNodeError(
+                f"population {lp.source!r} is {lp.kind}, which {target.name} does not run (it runs "
+                f"{', '.join(target.neuron_kinds)}). Fix: convert the layer, or choose another target"
+            )
         scale = _choose_scale(lnet, name, fmt)
         if scale < 1:
             raise QuantizationError(

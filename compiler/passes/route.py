@@ -114,7 +114,9 @@ def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict
             rows = csc.indices[lo:hi]
             stages = (delays_csc.data[lo:hi].astype(np.int64) - 1) // slots
             dst = np.searchsorted(edges, rows, side="right")
-            for stage, d in set(zip(stages.tolist(), dst.tolist(), strict=True)):
+            pairs = np.unique(stages * (len(dst_ks) + 1) + dst)
+            for stage, d in zip((pairs // (len(dst_ks) + 1)).tolist(), (pairs % (len(dst_ks) + 1)).tolist(),
+                                strict=True):
                 emitter_slice = ks if stage == 0 else delay_of[(src.population, src.start)]
                 dests.setdefault((emitter_slice, stage), set()).add(dst_ks[d])
                 if stage > 0:  # the source feeds its delay-extension slice

@@ -121,6 +121,8 @@ class Target:
     encoding: Encoding
     cost: CostModel
     memory: Memory | None = None
+    # Neuron kinds the target runs (optional top-level key `neuron_kinds`; default: all NIR kinds).
+    neuron_kinds: tuple[str, ...] = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold")
     source: str = field(default="", compare=False)
 
     @property
@@ -180,7 +182,19 @@ def parse_target(data: dict[str, Any], where: str) -> Target:
         core=_section(data, "core", where), router=_section(data, "router", where),
         format=_section(data, "format", where), encoding=_section(data, "encoding", where),
         cost=_section(data, "cost", where), memory=memory, source=where,
+        **({"neuron_kinds": _kinds(data["neuron_kinds"], where)} if "neuron_kinds" in data else {}),
     )
+
+
+def _kinds(value: Any, where: str) -> tuple[str, ...]:
+    from ..ir import NEURON_KINDS
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TargetError(f"{where}: 'neuron_kinds' must be a list of names, e.g. [\"LIF\", \"IF\"]")
+    unknown = [v for v in value if v not in NEURON_KINDS]
+    if unknown:
+        raise TargetError(f"{where}: 'neuron_kinds' has unknown kind(s) {unknown}; known: {list(NEURON_KINDS)}")
+    return tuple(value)
 
 
 def shipped_targets() -> list[str]:

@@ -1,0 +1,119 @@
+"""Generated networks with published shapes, for tests and benchmarks (seeded: same seed, same net).
+
+* `shd_delay_graph`: the delay-learning SHD classifier (Hammouamri et al., ICLR 2024; shape in
+  ../shared/research/loihi.md §5): 140 -> 256 -> 256 -> 20 readout, one delay of 0..24 steps
+  per synapse (106,496 synapses), as NIR expresses per-synapse delays: parallel Delay -> Linear
+  branches.
+* `nmnist_cnn_graph`: the NIR paper's N-MNIST CNN (Pedersen et al. 2024, §3 of the same file).
+* `random_network`: a float Network built directly (no dense NIR matrices), for scaling runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .compiler.ir import INPUT, Network, Population, make_projection
+
+
+def _delay_layer(nodes: dict, edges: list, pre: str, post: str, weight: np.ndarray, delay: np.ndarray,
+                 dt: float, tag: str) -> None:
+    import nir
+
+    for d in np.unique(delay):
+        w = np.where(delay == d, weight, 0.0)
+        nodes[f"{tag}_delay{d}"] = nir.Delay(delay=np.full(weight.shape[1], float(d) * dt))
+        nodes[f"{tag}_w{d}"] = nir.Linear(weight=w)
+        edges += [(pre, f"{tag}_delay{d}"), (f"{tag}_delay{d}", f"{tag}_w{d}"), (f"{tag}_w{d}", post)]
+
+
+def shd_delay_graph(seed: int = 0, max_delay: int = 24, dt: float = 0.01):
+    """Returns a nir.NIRGraph: Input(140) -> LIF(256) -> LIF(256) -> LI(20), delays 0..max_delay."""
+    import nir
+
+    rng = np.random.default_rng(seed)
+    sizes = [140, 256, 256, 20]
+    nodes: dict = {"input": nir.Input(input_type={"input": np.array([sizes[0]])})}
+    edges: list = []
+    names = ["input", "lif1", "lif2", "readout"]
+    tau = 10.05e-3  # init_tau = 10.05 ms at a 10 ms step: v ~ 0.005 v + input
+    for k in range(3):
+        n_in, n_out = sizes[k], sizes[k + 1]
+        weight = rng.normal(0.0, 1.5 / np.sqrt(n_in), (n_out, n_in))
+        delay = rng.integers(0, max_delay + 1, (n_out, n_in))
+        _delay_layer(nodes, edges, names[k], names[k + 1], weight, delay, dt, f"l{k + 1}")
+    for name, n in (("lif1", 256), ("lif2", 256)):
+        nodes[name] = nir.LIF(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                              v_reset=np.zeros(n))
+    nodes["readout"] = nir.LI(tau=np.full(20, 0.05), r=np.ones(20), v_leak=np.zeros(20))
+    nodes["output"] = nir.Output(output_type={"output": np.array([20])})
+    edges.append(("readout", "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def nmnist_cnn_graph(seed: int = 0):
+    """The NIR paper's N-MNIST CNN (exported from Sinabs): IF neurons, dt = 1 step."""
+    import nir
+
+    rng = np.random.default_rng(seed)
+
+    def conv(c_out: int, c_in: int, k: int, stride: int, pad: int, hw: int):
+        w = rng.normal(0, 1.0 / np.sqrt(c_in * k * k), (c_out, c_in, k, k))
+        return nir.Conv2d(input_shape=(hw, hw), weight=w, stride=stride, padding=pad, dilation=1, groups=1,
+                          bias=np.zeros(c_out))
+
+    def if_(shape: tuple[int, ...]):
+        return nir.IF(r=np.ones(shape), v_threshold=np.ones(shape), v_reset=np.zeros(shape))
+
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 34, 34])}),
+        "conv1": conv(16, 2, 5, 2, 1, 34), "if1": if_((16, 16, 16)),
+        "conv2": conv(16, 16, 3, 1, 1, 16), "if2": if_((16, 16, 16)),
+        "pool2": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "conv3": conv(8, 16, 3, 1, 1, 8), "if3": if_((8, 8, 8)),
+        "pool3": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([8, 4, 4])}, start_dim=0, end_dim=-1),
+        "fc1": nir.Linear(weight=rng.normal(0, 1 / np.sqrt(128), (256, 128))), "if4": if_((256,)),
+        "fc2": nir.Linear(weight=rng.normal(0, 1 / np.sqrt(256), (10, 256))), "if5": if_((10,)),
+        "output": nir.Output(output_type={"output": np.array([10])}),
+    }
+    chain = ["input", "conv1", "if1", "conv2", "if2", "pool2", "conv3", "if3", "pool3", "flat", "fc1", "if4",
+             "fc2", "if5", "output"]
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
+
+
+def random_network(n_neurons: int, synapses_per_neuron: int = 100, n_populations: int = 10, n_inputs: int = 1000,
+                   max_delay: int = 0, seed: int = 0, dt: float = 1e-3) -> Network:
+    """A layered random network built directly as a float Network (scales to 1M neurons).
+
+    Population k receives `synapses_per_neuron` random synapses per neuron from population k-1
+    (the input for k = 0), with weights around threshold / 20 and delays 0..max_delay.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = np.full(n_populations, n_neurons // n_populations)
+    sizes[: n_neurons % n_populations] += 1
+    pops: dict[str, Population] = {"input": Population("input", INPUT, (n_inputs,))}
+    projections = []
+    prev, prev_size = "input", n_inputs
+    for k, n in enumerate(sizes):
+        name = f"p{k}"
+        n = int(n)
+        pops[name] = Population(name, "LIF", (n,), {
+            "tau": np.full(n, 0.02), "r": np.ones(n), "v_leak": np.zeros(n), "v_threshold": np.ones(n),
+            "v_reset": np.zeros(n)})
+        fan_in = min(synapses_per_neuron, prev_size)
+        rows = np.repeat(np.arange(n, dtype=np.int64), fan_in)
+        cols = rng.integers(0, prev_size, rows.size)
+        vals = rng.normal(0.05, 0.05, rows.size)
+        delays = rng.integers(0, max_delay + 1, rows.size) if max_delay else np.zeros(rows.size, np.int64)
+        # Keep one synapse per (post, pre): the projection contract.
+        key = rows * prev_size + cols
+        _, first = np.unique(key, return_index=True)
+        projections.append(make_projection(prev, name, rows[first], cols[first], vals[first], delays[first],
+                                           (n, prev_size)))
+        prev, prev_size = name, n
+    return Network(pops, projections, ["input"], {"output": prev}, dt)
+
+
+def density(matrix: sp.csr_array) -> float:
+    return matrix.nnz / max(1, matrix.shape[0] * matrix.shape[1])
