@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from ..compiler.errors import InputError
 from ..compiler.ir import INPUT, Network
 from ..compiler.neuron import coefficients
+from .synapses import EventProjection
 
 
 @dataclass
@@ -230,15 +231,9 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
     v = {n: np.zeros(inet.populations[n].size, np.int64) for n in lifs}
     bias = {n: inet.populations[n].bias_effective() for n in lifs}
     vth = {n: np.int64(inet.populations[n].vth) << 6 for n in lifs}
-    per_delay: dict[str, list[tuple[str, int, list[tuple[int, sp.csr_array]]]]] = {n: [] for n in inet.populations}
+    outgoing: dict[str, list[tuple[str, EventProjection]]] = {n: [] for n in inet.populations}
     for proj in inet.projections:
-        rows = np.repeat(np.arange(proj.weights.shape[0]), np.diff(proj.weights.indptr))
-        parts = []
-        for d in np.unique(proj.delays):
-            sel = proj.delays == d
-            parts.append((int(d), sp.csr_array((proj.weights.data[sel], (rows[sel], proj.weights.indices[sel])),
-                                               shape=proj.weights.shape, dtype=np.int64)))
-        per_delay[proj.pre].append((proj.post, proj.weight_exp, parts))
+        outgoing[proj.pre].append((proj.post, EventProjection(proj.weights, proj.delays, proj.weight_exp)))
     res = SimResult({n: np.zeros((steps, p.size), dtype=bool) for n, p in inet.populations.items()}, steps=steps)
     if record:
         res.v = {n: np.zeros((steps, inet.populations[n].size), np.int32) for n in lifs}
@@ -269,7 +264,11 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
             res.spikes[name][t] = s != 0
             if not s.any():
                 continue
-            for post, exp, parts in per_delay[name]:
-                for d, w in parts:
-                    buf[post][(t + 1 + d) % slots] += shift_exp(w @ s, exp)
+            for post, ev in outgoing[name]:
+                acc = ev.accumulate(s)
+                if acc is None:
+                    continue
+                # Delay d lands at t + 1 + d: slots t+1 .. t+n_delays of the ring.
+                idx = (t + 1 + np.arange(ev.n_delays)) % slots
+                buf[post][idx] += acc
     return res

@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+DENSE_MAX_CELLS = 16_000_000  # 128 MB of int64 at most per projection
+DENSE_MIN_DENSITY = 0.15
+
 
 def gather_ranges(indptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Indices of the CSC entries of columns `cols`, concatenated (vectorised, no Python loop)."""
@@ -40,12 +43,24 @@ class EventProjection:
         self.data = csc.data.astype(np.int64)
         self.weight_exp = int(weight_exp)
         self.binary_data = self.data.astype(np.float64)
+        # Dense layers: summing whole rows of a dense (pre x delay*post) block beats gathering.
+        cells = n_pre * self.n_delays * n_post
+        self.dense = None
+        if cells <= DENSE_MAX_CELLS and weights.nnz >= DENSE_MIN_DENSITY * cells:
+            self.dense = np.ascontiguousarray(csc.T.toarray().astype(np.int64))
 
     def accumulate(self, spikes: np.ndarray) -> np.ndarray | None:
         """(n_delays, n_post) int64 input for the spikes of one step, shifted by the weight exponent."""
         active = np.flatnonzero(spikes)
         if active.size == 0:
             return None
+        if self.dense is not None:
+            counts = spikes[active]
+            rows = self.dense[active]
+            acc = rows.sum(axis=0) if np.all(counts == 1) else counts.astype(np.int64) @ rows
+            e = self.weight_exp
+            acc = acc.reshape(self.n_delays, self.n_post)
+            return np.left_shift(acc, e) if e > 0 else np.right_shift(acc, -e)
         idx = gather_ranges(self.indptr, active)
         if idx.size == 0:
             return None
