@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .api import QuantizationReport, VerifyReport, compile, quantization_report, verify  # noqa: E402
 from .compiler.errors import (
     ArtifactError,
     GraphError,
@@ -17,7 +18,6 @@ from .compiler.errors import (
 from .compiler.frontend import NeuroccWarning, load, save
 from .compiler.ir import Network, Population, Projection
 from .runtime.simulator import SimResult, simulate_float, simulate_int
-from .api import QuantizationReport, VerifyReport, compile, quantization_report, verify  # noqa: E402
 
 __all__ = [
     "ArtifactError", "GraphError", "InputError", "ModelFileError", "Network", "NeuroccError", "NeuroccWarning",

@@ -237,8 +237,7 @@ class _Builder:
             self._norse_tau_fix()
 
     def _norse_tau_fix(self) -> None:
-        for name, node in self.nodes.items():
-            p = self.params[name]
+        for p in self.params.values():
             for key in ("tau", "tau_syn", "tau_mem"):
                 if key in p and np.all(p[key] < self.dt):
                     self.warn("norse-tau", f"time constants below dt={self.dt:g} s: norse <= 1.1 writes "
