@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import GraphError, ParameterError, UnsupportedNodeError
+from ..errors import GraphError, NeuroccError, ParameterError, UnsupportedNodeError
 from ..ir import INPUT, KIND_PARAMS, NEURON_KINDS, Network, Population, Projection, make_projection
 from .reader import KNOWN_TYPES, RawGraph, RawNode
 from .unroll import conv_matrix, conv_output_size, pool_matrix
@@ -46,6 +48,20 @@ class _Warner:
         if key not in self.seen:
             self.seen.add(key)
             warnings.warn(f"{self.source}: {message}", NeuroccWarning, stacklevel=4)
+
+
+@contextmanager
+def _guard(name: str, node_type: str, doing: str) -> Iterator[None]:
+    """Turn a numeric failure on malformed data into a named error about that node."""
+    try:
+        yield
+    except NeuroccError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, MemoryError) as exc:
+        raise ParameterError(
+            f"node {name!r} ({node_type}): malformed data while {doing} ({type(exc).__name__}: {exc}). "
+            "Fix: re-export the model; check this node's parameter shapes and types"
+        ) from None
 
 
 def _as_float_array(node: RawNode, key: str, value: Any) -> np.ndarray:
@@ -157,84 +173,88 @@ class _Builder:
     # ---- parameters ------------------------------------------------------------------------
     def read_params(self) -> None:
         for name, node in self.nodes.items():
-            t = node.type
-            p: dict[str, Any] = {}
-            if t in NEURON_KINDS:
-                for key in KIND_PARAMS[t]:
-                    if key not in node.params or node.params[key] is None:
-                        if key in _DEFAULTS:
-                            self.warn(f"default-{key}", f"{t} node {name!r} has no {key!r}; using NIR's "
-                                      f"default {_DEFAULTS[key]} (written by an older nir)")
-                            p[key] = np.asarray(_DEFAULTS[key])
-                            continue
-                        raise ParameterError(
-                            f"node {name!r} ({t}) is missing parameter {key!r}. Fix: re-export with it"
-                        )
-                    p[key] = _as_float_array(node, key, node.params[key])
-                for key in ("tau", "tau_syn", "tau_mem"):
-                    if key in p and np.any(p[key] <= 0):
-                        raise ParameterError(
-                            f"node {name!r} ({t}): {key} must be > 0 s, found min {float(p[key].min()):g}. "
-                            "Fix: time constants are positive durations in seconds"
-                        )
-            elif t in ("Affine", "Linear"):
-                w = _as_float_array(node, "weight", node.params.get("weight"))
-                if w.ndim != 2:
-                    raise ParameterError(f"node {name!r} ({t}): weight must be 2-d (out, in), got {w.shape}")
-                p["weight"] = w
-                if t == "Affine":
-                    b = node.params.get("bias")
-                    p["bias"] = (np.zeros(w.shape[0]) if b is None
-                                 else np.broadcast_to(_as_float_array(node, "bias", b), (w.shape[0],)).copy())
-            elif t == "Scale":
-                p["scale"] = _as_float_array(node, "scale", node.params.get("scale"))
-            elif t == "Delay":
-                d = _as_float_array(node, "delay", node.params.get("delay"))
-                if np.any(d < 0):
-                    raise ParameterError(f"node {name!r} (Delay): delays must be >= 0 s, found {d.min():g}")
-                steps = np.rint(d / self.dt)
-                if np.any(np.abs(steps * self.dt - d) > 1e-6 * max(self.dt, 1e-12) + 1e-9 * np.abs(d)):
-                    self.warn(f"delay-round-{name}", f"Delay {name!r}: delays are not multiples of dt="
-                              f"{self.dt:g}; rounded to the nearest step")
-                p["steps"] = steps.astype(np.int64)
-            elif t in ("Conv1d", "Conv2d"):
-                nd = 1 if t == "Conv1d" else 2
-                w = _as_float_array(node, "weight", node.params.get("weight"))
-                if w.ndim != nd + 2:
-                    raise ParameterError(f"node {name!r} ({t}): weight must be {nd + 2}-d, got {w.shape}")
-                p["weight"] = w
-                groups = int(np.asarray(node.params.get("groups", 1) if node.params.get("groups") is not None
-                                        else 1))
-                if groups < 1 or w.shape[0] % groups:
-                    raise ParameterError(f"node {name!r} ({t}): groups={groups} does not divide {w.shape[0]}")
-                p["groups"] = groups
-                p["stride"] = _int_tuple(node, "stride", node.params.get("stride"), nd, 1)
-                p["dilation"] = _int_tuple(node, "dilation", node.params.get("dilation"), nd, 1)
-                pad = node.params.get("padding")
-                p["padding"] = pad if isinstance(pad, str) else _int_tuple(node, "padding", pad, nd, 0)
-                b = node.params.get("bias")
-                p["bias"] = np.zeros(w.shape[0]) if b is None else np.broadcast_to(
-                    _as_float_array(node, "bias", b), (w.shape[0],)).copy()
-                p["input_shape"] = _shape_param(node.params.get("input_shape"))
-                if p["input_shape"] is None:
-                    self.warn(f"conv-shape-{name}", f"{t} {name!r} has no input_shape; inferred from its input")
-            elif t in ("SumPool2d", "AvgPool2d"):
-                p["kernel_size"] = _int_tuple(node, "kernel_size", node.params.get("kernel_size"), 2, 1)
-                stride = node.params.get("stride")
-                p["stride"] = _int_tuple(node, "stride", stride, 2, 1) if stride is not None else p["kernel_size"]
-                p["padding"] = _int_tuple(node, "padding", node.params.get("padding"), 2, 0)
-            elif t == "Flatten":
-                p["start_dim"] = int(np.asarray(node.params.get("start_dim", 1)))
-                p["end_dim"] = int(np.asarray(node.params.get("end_dim", -1)))
-                p["input_type"] = _shape_param(node.params.get("input_type"))
-            elif t == "Threshold":
-                p["threshold"] = _as_float_array(node, "threshold", node.params.get("threshold"))
-            elif t in ("Input", "Output"):
-                p["shape"] = _shape_param(node.params.get("shape", node.params.get("input_type",
-                                                                                  node.params.get("output_type"))))
-            self.params[name] = p
+            with _guard(name, node.type, "reading its parameters"):
+                self.params[name] = self._node_params(name, node)
         if self.convention.get("norse_tau_fix"):
             self._norse_tau_fix()
+
+    def _node_params(self, name: str, node: RawNode) -> dict[str, Any]:
+        t = node.type
+        p: dict[str, Any] = {}
+        if t in NEURON_KINDS:
+            for key in KIND_PARAMS[t]:
+                if key not in node.params or node.params[key] is None:
+                    if key in _DEFAULTS:
+                        self.warn(f"default-{key}", f"{t} node {name!r} has no {key!r}; using NIR's "
+                                  f"default {_DEFAULTS[key]} (written by an older nir)")
+                        p[key] = np.asarray(_DEFAULTS[key])
+                        continue
+                    raise ParameterError(
+                        f"node {name!r} ({t}) is missing parameter {key!r}. Fix: re-export with it"
+                    )
+                p[key] = _as_float_array(node, key, node.params[key])
+            for key in ("tau", "tau_syn", "tau_mem"):
+                if key in p and np.any(p[key] <= 0):
+                    raise ParameterError(
+                        f"node {name!r} ({t}): {key} must be > 0 s, found min {float(p[key].min()):g}. "
+                        "Fix: time constants are positive durations in seconds"
+                    )
+        elif t in ("Affine", "Linear"):
+            w = _as_float_array(node, "weight", node.params.get("weight"))
+            if w.ndim != 2:
+                raise ParameterError(f"node {name!r} ({t}): weight must be 2-d (out, in), got {w.shape}")
+            p["weight"] = w
+            if t == "Affine":
+                b = node.params.get("bias")
+                p["bias"] = (np.zeros(w.shape[0]) if b is None
+                             else np.broadcast_to(_as_float_array(node, "bias", b), (w.shape[0],)).copy())
+        elif t == "Scale":
+            p["scale"] = _as_float_array(node, "scale", node.params.get("scale"))
+        elif t == "Delay":
+            d = _as_float_array(node, "delay", node.params.get("delay"))
+            if np.any(d < 0):
+                raise ParameterError(f"node {name!r} (Delay): delays must be >= 0 s, found {d.min():g}")
+            steps = np.rint(d / self.dt)
+            if np.any(np.abs(steps * self.dt - d) > 1e-6 * max(self.dt, 1e-12) + 1e-9 * np.abs(d)):
+                self.warn(f"delay-round-{name}", f"Delay {name!r}: delays are not multiples of dt="
+                          f"{self.dt:g}; rounded to the nearest step")
+            p["steps"] = steps.astype(np.int64)
+        elif t in ("Conv1d", "Conv2d"):
+            nd = 1 if t == "Conv1d" else 2
+            w = _as_float_array(node, "weight", node.params.get("weight"))
+            if w.ndim != nd + 2:
+                raise ParameterError(f"node {name!r} ({t}): weight must be {nd + 2}-d, got {w.shape}")
+            p["weight"] = w
+            groups = int(np.asarray(node.params.get("groups", 1) if node.params.get("groups") is not None
+                                    else 1))
+            if groups < 1 or w.shape[0] % groups:
+                raise ParameterError(f"node {name!r} ({t}): groups={groups} does not divide {w.shape[0]}")
+            p["groups"] = groups
+            p["stride"] = _int_tuple(node, "stride", node.params.get("stride"), nd, 1)
+            p["dilation"] = _int_tuple(node, "dilation", node.params.get("dilation"), nd, 1)
+            pad = node.params.get("padding")
+            p["padding"] = pad if isinstance(pad, str) else _int_tuple(node, "padding", pad, nd, 0)
+            b = node.params.get("bias")
+            p["bias"] = np.zeros(w.shape[0]) if b is None else np.broadcast_to(
+                _as_float_array(node, "bias", b), (w.shape[0],)).copy()
+            p["input_shape"] = _shape_param(node.params.get("input_shape"))
+            if p["input_shape"] is None:
+                self.warn(f"conv-shape-{name}", f"{t} {name!r} has no input_shape; inferred from its input")
+        elif t in ("SumPool2d", "AvgPool2d"):
+            p["kernel_size"] = _int_tuple(node, "kernel_size", node.params.get("kernel_size"), 2, 1)
+            stride = node.params.get("stride")
+            p["stride"] = _int_tuple(node, "stride", stride, 2, 1) if stride is not None else p["kernel_size"]
+            p["padding"] = _int_tuple(node, "padding", node.params.get("padding"), 2, 0)
+        elif t == "Flatten":
+            p["start_dim"] = int(np.asarray(node.params.get("start_dim", 1)))
+            p["end_dim"] = int(np.asarray(node.params.get("end_dim", -1)))
+            p["input_type"] = _shape_param(node.params.get("input_type"))
+        elif t == "Threshold":
+            p["threshold"] = _as_float_array(node, "threshold", node.params.get("threshold"))
+        elif t in ("Input", "Output"):
+            p["shape"] = _shape_param(node.params.get("shape", node.params.get("input_type",
+                                                                              node.params.get("output_type"))))
+        return p
 
     def _norse_tau_fix(self) -> None:
         for p in self.params.values():
@@ -288,7 +308,8 @@ class _Builder:
             for name in self.nodes:
                 if name in self.shape:
                     continue
-                out = self._out_shape(name)
+                with _guard(name, self.nodes[name].type, "inferring its shape"):
+                    out = self._out_shape(name)
                 if out is not None:
                     self.shape[name] = out
                     changed = True
@@ -457,7 +478,8 @@ class _Builder:
                 )
             visiting.add(name)
             terms, bias, structure = self._sum_inputs(name, contrib)
-            result = self._apply(name, terms, bias, structure)
+            with _guard(name, self.nodes[name].type, "composing it with its inputs"):
+                result = self._apply(name, terms, bias, structure)
             visiting.discard(name)
             memo[name] = result
             return result
