@@ -30,7 +30,6 @@ def one(size: int, target_name: str, synapses: int) -> dict:
     from neurocc.compiler.passes.quantize import quantize
     from neurocc.compiler.passes.route import route
     from neurocc.compiler.targets.target import Mesh, load_target
-
     from neurocc.workloads import random_network
 
     target = load_target(target_name)

@@ -21,7 +21,9 @@ def main() -> int:
         return 1
     path = Path(list(spec.submodule_search_locations)[0]) / "magma" / "compiler" / "var_model.py"
     text = path.read_text()
-    patched = re.sub(r":\s*ByteEncoder\s*=\s*ByteEncoder\(\)", ": ByteEncoder = field(default_factory=ByteEncoder)", text)
+    patched = re.sub(
+        r":\s*ByteEncoder\s*=\s*ByteEncoder\(\)", ": ByteEncoder = field(default_factory=ByteEncoder)", text
+    )
     if "from dataclasses import dataclass, InitVar\n" in patched:
         patched = patched.replace(
             "from dataclasses import dataclass, InitVar\n", "from dataclasses import dataclass, InitVar, field\n"

@@ -6,14 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+import neurocc
 from neurocc.compiler.passes.partition import ROLE_DELAY, slice_usage
 from neurocc.compiler.passes.route import N_LINKS, compress, deliver, lookup
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.target import CoreBudget, Mesh, Router, load_target
 from neurocc.runtime.placement_sim import simulate_placement
 from neurocc.runtime.simulator import simulate_int
-
-import neurocc
 from neurocc.workloads import random_network, shd_delay_graph
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+
+import neurocc
 from neurocc.compiler.passes.lower import lower
 from neurocc.compiler.pipeline import to_integer
 from neurocc.compiler.targets.target import load_target
 from neurocc.runtime.simulator import simulate_float, simulate_int
-
-import neurocc
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 CONVENTION = {"snntorch": "snntorch", "norse": "norse", "sinabs": "sinabs"}
