@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from ..compiler.mapping import Mapping
 from ..compiler.passes.partition import ROLE_DELAY
+from ..compiler.passes.quantize import IntNetwork
 from ..compiler.passes.route import N_LINKS, Routing, step
 from .simulator import SimResult, simulate_int
 
@@ -111,6 +112,18 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _stage_neurons(inet: IntNetwork, population: str, start: int, stop: int, stage: int, slots: int) -> np.ndarray:
+    """Which neurons of population[start:stop] have a synapse with delay // slots == stage (bool [stop - start])."""
+    need = np.zeros(stop - start, dtype=bool)
+    for proj in inet.projections:
+        if proj.pre != population:
+            continue
+        cols = proj.weights.indices
+        sel = (cols >= start) & (cols < stop) & (proj.delays // slots == stage)
+        need[cols[sel] - start] = True
+    return need
+
+
 def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, result: SimResult | None = None
                        ) -> PlacementReport:
     """Replay a reference run (given, or computed from `raster`) over the mapping."""
@@ -154,12 +167,15 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
     for e_idx, em in enumerate(routing.emitters):
         tree = routing.trees[e_idx]
         src = slices[em.slice_index]
-        # A delay-extension emitter re-sends its source slice's spikes `stage` x slots steps later.
-        source_k = em.slice_index
+        # A delay-extension emitter re-sends, `stage` x slots steps later, the spikes of those source
+        # neurons that have a synapse at that stage (its per-stage bit field, as sPyNNaker's delay_blocks):
+        # a neuron without one would send a packet no core has a row for.
         if src.role == ROLE_DELAY:
-            source_k = next(k for k, s in enumerate(slices)
-                            if s.population == src.population and s.start == src.start and s.role != ROLE_DELAY)
-        sent = _shift(per_step_spikes[source_k], em.stage * slots).astype(float)
+            needed = _stage_neurons(inet, src.population, src.start, src.stop, em.stage, slots)
+            per_stage = spikes[em.slice_index][:, needed].sum(axis=1)
+            sent = _shift(per_stage, em.stage * slots).astype(float)
+        else:
+            sent = per_step_spikes[em.slice_index].astype(float)
         tree_links = _tree_links(tree)
         for key in tree_links:
             links[key] = links.get(key, np.zeros(steps)) + sent
