@@ -16,6 +16,7 @@ test: install
 
 bench: install
 	$(PY) bench/sim_throughput.py
+	$(PY) bench/cortexm.py
 
 clean:
 	rm -rf demo-out .pytest_cache

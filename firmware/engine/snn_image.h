@@ -1,0 +1,105 @@
+/* The neurocc model image, format version 1 (docs/device-protocol.md §4).
+ *
+ * Little-endian; every table starts 4-byte aligned; the image itself must be 4-byte aligned in
+ * memory. backends/cortexm/image.py writes exactly these layouts (and its tests pin the sizes).
+ */
+#ifndef NEUROCC_SNN_IMAGE_H
+#define NEUROCC_SNN_IMAGE_H
+
+#include <stdint.h>
+
+#define SNN_IMG_MAGIC 0x4D43434Eu /* "NCCM" */
+#define SNN_IMG_VERSION 1u
+#define SNN_CRC_START 16u /* the CRC covers bytes [16, image_size) */
+
+/* Board ids: an image runs only on the board it was built for (0 = portable, e.g. the host). */
+#define SNN_BOARD_ANY 0u
+#define SNN_BOARD_NETDUINOPLUS2 0x0413u /* STM32F405 (its AN3155 device id) */
+#define SNN_BOARD_NRF52840 0x52840u
+#define SNN_BOARD_STM32H743 0x0450u
+
+enum snn_pop_kind { SNN_POP_INPUT = 0, SNN_POP_LIF = 1 };
+enum snn_pop_flags { SNN_POPF_OUTPUT = 1, SNN_POPF_BIAS = 2 };
+
+/* Weight storage of a group. Mixed-sign Loihi mantissas are even: stored halved as int8 with the
+ * ring's shift raised by one, which is exact (see backends/cortexm/image.py). */
+enum snn_wkind {
+    SNN_W_U8 = 0,  /* uint8, added */
+    SNN_W_N8 = 1,  /* uint8 magnitude, subtracted (inhibitory) */
+    SNN_W_S8 = 2,  /* int8 */
+    SNN_W_S16 = 3, /* int16 */
+};
+
+enum snn_group_flags {
+    SNN_G_IDX16 = 1,    /* post indices are uint16 (else uint8) */
+    SNN_G_SEGMENTED = 2, /* rows are segments {delay, block, count} (delays, or idx8 with n_post > 256) */
+    SNN_G_DENSE = 8,    /* no indices: row j is w[j * n_post .. (j+1) * n_post) */
+    SNN_G_DELAYS = 16,  /* a delay (uint8) per synapse at seg_off; u8/s8 weights only */
+};
+
+typedef struct {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t header_size; /* sizeof(snn_img_header_t) */
+    uint32_t image_size;
+    uint32_t crc32;       /* zlib.crc32 of bytes [16, image_size) */
+    uint32_t board_id;
+    uint16_t n_pops;
+    uint16_t n_rings;
+    uint16_t n_groups;
+    uint8_t state_bits;   /* u, v wrap/clip width (24 on Loihi) */
+    uint8_t flags;
+    uint32_t n_state;     /* LIF neurons (u and v entries) */
+    uint32_t arena_bytes; /* what snn_validate computes; the packer states it for budget checks */
+    uint32_t pops_off;
+    uint32_t rings_off;
+    uint32_t groups_off;
+    uint32_t max_lif;     /* largest LIF population (a_in scratch) */
+    uint32_t n_neurons;   /* all populations, inputs included (spike lists) */
+    uint32_t ring_words;  /* sum over rings of slots * n_post */
+    uint32_t model_id;    /* first 4 bytes of the network's sha256, for INFO */
+} snn_img_header_t;       /* 64 bytes */
+
+typedef struct {
+    uint8_t kind;         /* snn_pop_kind */
+    uint8_t flags;        /* snn_pop_flags */
+    uint16_t reserved;
+    uint32_t n;           /* neurons, <= 65535 */
+    uint16_t du;          /* current decay D: u *= (4096 - (du + 1)) / 4096 */
+    uint16_t dv;          /* voltage decay */
+    int32_t vth6;         /* vth << 6 */
+    uint32_t bias_off;    /* int32[n] effective bias (mant << exp), or 0 if all zero */
+    uint32_t state_base;  /* first index into u/v */
+    uint16_t first_ring, n_rings;   /* rings into this population (contiguous) */
+    uint16_t first_group, n_groups; /* groups out of this population (contiguous) */
+} snn_img_pop_t;          /* 32 bytes */
+
+typedef struct {
+    uint16_t post;        /* population */
+    uint8_t slots;        /* ring length: largest delay + 1 */
+    int8_t shift;         /* arriving raw sums: << shift, or floor >> -shift */
+    uint32_t reserved;
+} snn_img_ring_t;         /* 8 bytes */
+
+typedef struct {
+    uint16_t pre;         /* population */
+    uint16_t ring;
+    uint8_t wkind;        /* snn_wkind */
+    uint8_t flags;        /* snn_group_flags */
+    uint8_t delay;        /* the delay of an unsegmented group */
+    uint8_t reserved;
+    uint32_t n_syn;       /* entries of idx/w (dense: n_pre * n_post) */
+    uint32_t row_off;     /* n_pre + 1 uint32 row pointers (synapse units); 0 for dense */
+    uint32_t idx_off;     /* post indices, u8 or u16; 0 for dense */
+    uint32_t w_off;       /* weights */
+    uint32_t segptr_off;  /* segmented: n_pre + 1 pointers into seg (uint32) */
+    uint32_t seg_off;     /* segmented: snn_img_seg_t[]; SNN_G_DELAYS: uint8 delay per synapse */
+} snn_img_group_t;        /* 32 bytes */
+
+typedef struct {
+    uint8_t delay;
+    uint8_t block;        /* idx8: post = block * 256 + idx */
+    uint16_t count;       /* synapses in this segment */
+} snn_img_seg_t;          /* 4 bytes */
+
+#endif
