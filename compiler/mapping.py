@@ -58,6 +58,17 @@ class Mapping:
         backend = importlib.import_module(f"neurocc.backends.{module}")
         return backend.emit(self, Path(out_dir))
 
+    def quantization_summary(self) -> dict[str, Any]:
+        """The numeric format and, per population, the float value of one integer membrane unit."""
+        net, fmt = self.network, self.target.format
+        pops = {}
+        for name, p in net.populations.items():
+            if p.kind == "input" or p.v_unit.size == 0:
+                continue
+            pops[name] = {"v_unit": [float(p.v_unit.min()), float(p.v_unit.max())], "vth": p.vth,
+                          "du": p.du, "dv": p.dv}
+        return {"weight_bits": fmt.weight_bits, "max_delay": fmt.max_delay, "populations": pops}
+
     def summary(self) -> dict[str, Any]:
         net = self.network
         pops = {}
@@ -92,6 +103,7 @@ class Mapping:
             "cores_used": len({(s.chip, s.core) for s in self.slices}),
             "chips_used": len({s.chip for s in self.slices}),
             "timings_s": {k: round(v, 6) for k, v in self.timings.items()},
+            "quantization": self.quantization_summary(),
             "notes": self.notes + net.notes,
             **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, list, dict))},
         }

@@ -130,7 +130,11 @@ def first_divergence(reference: dict[str, np.ndarray], got: dict[str, np.ndarray
 
 
 def verify(out_dir: str | Path, raster: np.ndarray, emulate: bool = True) -> VerifyReport:
-    """Run emitted artifacts on their executor and diff every spike against the reference simulator."""
+    """Run emitted artifacts on their executor and diff every spike against the reference simulator.
+
+    Executors: Lava (loihi), the SpiNNaker table executor (spinnaker), and for Cortex-M the firmware
+    on QEMU when QEMU models the board and `emulate` is true, the host-built engine otherwise.
+    """
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     inet = load_int_network(out_dir / NETWORK_FILE)
@@ -142,6 +146,26 @@ def verify(out_dir: str | Path, raster: np.ndarray, emulate: bool = True) -> Ver
 
         got = run_lava(out_dir, raster)
         executor = "Lava Loihi2SimCfg(fixed_pt)"
+    elif family == "spinnaker":
+        from .runtime.spinnaker_exec import run as run_tables
+
+        result = run_tables(out_dir, raster)
+        got = result.spikes
+        executor = "SpiNNaker table executor"
+        details = {"packets": result.packets, "synaptic_events": result.synaptic_events,
+                   "link_packets": result.link_packets, "lookups": result.lookups}
+    elif family == "cortexm":
+        qemu_machine = manifest.get("cortexm", {}).get("qemu_machine")
+        if emulate and qemu_machine:
+            from .runtime.serial import run_emulated
+
+            got = run_emulated(out_dir, raster)
+            executor = f"firmware on QEMU {qemu_machine} (flashed over AN3155, model protocol over USART1)"
+        else:
+            from .runtime.cortexm_host import run_host
+
+            got = run_host(out_dir, raster)
+            executor = "firmware engine built for the host (gcc)"
     else:
         raise ArtifactError(f"{out_dir}: no executor for target family {family!r}")
     ref_spikes = {k: v for k, v in reference.spikes.items() if inet.populations[k].kind != "input"}

@@ -72,17 +72,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_
+    from .api import read_raster
 
     net = _load(args)
-    mapping = compile_(net, args.target, progress=False if args.quiet else None)
+    raster = read_raster(args.input) if args.input else None
+    mapping = compile_(net, args.target, progress=False if args.quiet else None, inputs=raster)
     out = mapping.emit(args.output)
     summary = mapping.summary()
     print(f"compiled for {args.target}: {summary['neurons']} neurons, {summary['synapses']} synapses, "
-          f"{summary['cores_used']} cores -> {out}")
+          f"{summary['cores_used']} cores on {summary['chips_used']} chip(s) -> {out}")
     if args.timings:
         for name, sec in mapping.timings.items():
             print(f"  {name:<12} {sec * 1e3:9.2f} ms")
+    if args.plot:
+        from .runtime.placement_sim import plot_placement, simulate_placement
+
+        if raster is None:
+            raster = _random_raster(mapping, args.steps, args.rate)
+        for path in plot_placement(simulate_placement(mapping, raster), mapping, args.plot):
+            print(f"wrote {path}")
     return 0
+
+
+def _random_raster(mapping, steps: int, rate: float) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    shape = mapping.network.populations[mapping.network.inputs[0]].shape
+    print(f"(no --input: replaying {steps} steps of random input at p={rate})")
+    return (rng.random((steps, *shape)) < rate).astype(np.float32)
 
 
 def cmd_place(args: argparse.Namespace) -> int:
@@ -104,11 +120,8 @@ def cmd_place(args: argparse.Namespace) -> int:
                   f"{100 * u.synapse_bytes / budget.synapse_memory_bytes:.1f}%", u.fan_in, u.out_axons]
                  for s, u in zip(mapping.slices, usage, strict=True)]))
     if raster is None:
-        steps = args.steps
-        rng = np.random.default_rng(0)
-        shape = mapping.network.populations[mapping.network.inputs[0]].shape
-        raster = (rng.random((steps, *shape)) < args.rate).astype(np.float32)
-        print(f"\n(no --input: replaying {steps} steps of random input at p={args.rate})")
+        print()
+        raster = _random_raster(mapping, args.steps, args.rate)
     report = simulate_placement(mapping, raster)
     print()
     print(report.text())
@@ -121,11 +134,43 @@ def cmd_place(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .api import read_raster, verify
 
-    report = verify(args.out_dir, read_raster(args.input))
+    report = verify(args.out_dir, read_raster(args.input), emulate=not args.host)
     print(report.text())
     if args.output:
         _save_npz(Path(args.output), {f"{k}.spikes": v for k, v in report.executor_spikes.items()})
     return 0 if report.identical else 1
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from .runtime.serial import flash
+
+    rep = flash(args.out_dir, args.port, progress=not args.quiet, verify=not args.no_verify)
+    print(f"flashed {rep.bytes_written} bytes to device 0x{rep.device_id:04x} (bootloader "
+          f"v{rep.bootloader_version >> 4}.{rep.bootloader_version & 15}) in {rep.seconds_total:.2f} s"
+          f"{'' if args.no_verify else ', verified by read-back'}; app started")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import read_raster
+    from .runtime.serial import run_detailed
+
+    res = run_detailed(args.out_dir, args.port, read_raster(args.input), report_all=not args.outputs_only)
+    steps = next(iter(res.spikes.values())).shape[0] if res.spikes else 0
+    print(f"{steps} steps in {res.seconds:.2f} s on {args.port}{' (model loaded first)' if res.loaded else ''}")
+    for name, s in res.spikes.items():
+        print(f"  {name}: {int(s.sum())} spikes")
+    if args.output:
+        _save_npz(Path(args.output), {f"{k}.spikes": v for k, v in res.spikes.items()})
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from .runtime.serial import emulate
+
+    emulate(args.out_dir, block=True)
+    return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
@@ -172,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", required=True)
     sp.add_argument("-o", "--output", required=True, help="output directory")
     sp.add_argument("--timings", action="store_true", help="print each pass's time")
+    sp.add_argument("--input", help=".npz raster: weighs placement by measured rates, replayed for --plot")
+    sp.add_argument("--plot", help="directory for the placement figures (core load, link traffic, step time)")
+    sp.add_argument("--steps", type=int, default=100, help="steps of random input for --plot without --input")
+    sp.add_argument("--rate", type=float, default=0.1, help="spike probability of that random input")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_compile)
 
@@ -189,7 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("out_dir")
     sp.add_argument("--input", required=True)
     sp.add_argument("-o", "--output", help="write the executor's spikes to this .npz")
+    sp.add_argument("--host", action="store_true", help="Cortex-M: run the host-built engine instead of QEMU")
     sp.set_defaults(func=cmd_verify)
+
+    sp = sub.add_parser("flash", help="Cortex-M: write firmware and model over ST's serial bootloader (AN3155)")
+    sp.add_argument("out_dir")
+    sp.add_argument("--port", required=True, help="serial port or URL (/dev/ttyUSB0, socket://127.0.0.1:PORT)")
+    sp.add_argument("--no-verify", action="store_true", help="skip the read-back check")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_flash)
+
+    sp = sub.add_parser("run", help="Cortex-M: stream an input raster through a flashed device")
+    sp.add_argument("out_dir")
+    sp.add_argument("--port", required=True)
+    sp.add_argument("--input", required=True, help=".npz with `input` [T, *in_shape]")
+    sp.add_argument("-o", "--output", help="write output spikes to this .npz")
+    sp.add_argument("--outputs-only", action="store_true", help="only the network's outputs, not every layer")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("emulate", help="Cortex-M: build firmware, start QEMU netduinoplus2, flash, serve its port")
+    sp.add_argument("out_dir")
+    sp.set_defaults(func=cmd_emulate)
 
     sp = sub.add_parser("targets", help="shipped targets and their budgets")
     sp.set_defaults(func=cmd_targets)
