@@ -14,11 +14,13 @@ import numpy as np
 
 from . import compile as compile_network
 from . import load, quantization_report, simulate, verify
+from .runtime.placement_sim import plot_placement, simulate_placement
 from .runtime.report import inspect_text, plot_raster
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-DEMO_TARGETS = ("loihi2",)
+# One of each family: Lava, the SpiNNaker table executor, the firmware on an emulated STM32F405.
+DEMO_TARGETS = ("loihi2", "spinnaker2", "stm32f405")
 
 
 def run_one(label: str, model: Path, raster: np.ndarray, out: Path, convention: str | None) -> bool:
@@ -41,6 +43,10 @@ def run_one(label: str, model: Path, raster: np.ndarray, out: Path, convention: 
         art = mapping.emit(out / f"{label}_{target}")
         report = verify(art, raster)
         print(f"compiled + emitted -> {art}; {report.text()} ({time.perf_counter() - start:.1f} s)")
+        placement = simulate_placement(mapping, raster)
+        print(placement.text())
+        for path in plot_placement(placement, mapping, out / f"{label}_{target}_placement"):
+            print(f"wrote {path}")
         ok &= report.identical
     return ok
 
