@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ...compiler.errors import ArtifactError, TargetError
+from ...compiler.errors import TargetError
 from ...compiler.mapping import NETWORK_FILE, Mapping, json_default, save_int_network
+from ..output_dir import write_atomically
 from .boards import Board, board_for
 from .image import PackedImage, pack
 
@@ -123,10 +121,6 @@ def _write_into(tmp: Path, mapping: Mapping, image: PackedImage, board: Board, f
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
 
 
-def _is_replaceable(path: Path) -> bool:
-    return path.is_dir() and ((path / MANIFEST).exists() or not any(path.iterdir()))
-
-
 def emit(mapping: Mapping, out_dir: Path) -> Path:
     """Write the Cortex-M artifacts for `mapping` into `out_dir`, atomically; return `out_dir`."""
     if mapping.target.family != "cortexm":
@@ -143,33 +137,4 @@ def emit(mapping: Mapping, out_dir: Path) -> Path:
         image = smallest
         mapping.notes.append("cortexm: the smallest synapse encodings were used (the faster ones do not fit "
                              "the part's flash)")
-    given = Path(out_dir)
-    out_dir = given.resolve()
-    if out_dir.exists() and not _is_replaceable(out_dir):
-        raise ArtifactError(f"{given}: exists and is not a neurocc output (no {MANIFEST}); refusing to replace it. "
-                            "Fix: choose a new or empty output directory")
-    parent = out_dir.parent
-    tmp: Path | None = None
-    old: Path | None = None
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-        _write_into(tmp, mapping, image, board, fit)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / "out")
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if old is not None:
-                os.replace(old / "out", out_dir)  # put the previous output back
-            raise
-    except OSError as exc:
-        raise ArtifactError(f"{given}: cannot write the Cortex-M artifacts ({exc})") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return given
+    return write_atomically(out_dir, "the Cortex-M artifacts", lambda tmp: _write_into(tmp, mapping, image, board, fit))

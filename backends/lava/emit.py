@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import numpy as np
 from ...compiler.errors import ArtifactError
 from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, json_default, save_int_network
 from ...compiler.passes.quantize import IntNetwork, IntProjection
+from ..output_dir import write_atomically
 
 FORMAT_VERSION = 1  # must equal run_lava.FORMAT_VERSION
 PROGRAM = "run_lava.py"
@@ -271,10 +270,6 @@ def _write_into(tmp: Path, mapping: Mapping, sparse: str, granularity: str) -> N
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
 
 
-def _is_replaceable(out_dir: Path) -> bool:
-    return out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / MANIFEST).is_file())
-
-
 def emit(mapping: Mapping, out_dir: Path, *, sparse: str = "auto", granularity: str = "slices") -> Path:
     """Write the Lava artifacts for `mapping` into `out_dir`, atomically; return `out_dir`.
 
@@ -288,33 +283,4 @@ def emit(mapping: Mapping, out_dir: Path, *, sparse: str = "auto", granularity: 
         raise ValueError(f"sparse must be 'auto', 'always' or 'never', not {sparse!r}")
     if granularity not in ("slices", "populations"):
         raise ValueError(f"granularity must be 'slices' or 'populations', not {granularity!r}")
-    given = Path(out_dir)
-    out_dir = given.resolve()
-    if out_dir.exists() and not _is_replaceable(out_dir):
-        raise ArtifactError(f"{given}: exists and is not a neurocc output (no {MANIFEST}); refusing to replace "
-                            "it. Fix: choose a new or empty output directory")
-    parent = out_dir.parent
-    tmp: Path | None = None
-    old: Path | None = None
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-        _write_into(tmp, mapping, sparse, granularity)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / "out")
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if old is not None:
-                os.replace(old / "out", out_dir)  # put the previous output back
-            raise
-    except OSError as exc:
-        raise ArtifactError(f"{given}: cannot write the Lava artifacts ({exc})") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return given
+    return write_atomically(out_dir, "the Lava artifacts", lambda tmp: _write_into(tmp, mapping, sparse, granularity))

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from ...compiler.passes.partition import ROLE_DELAY, ROLE_NEURONS, ROLE_SOURCE
 from ...compiler.passes.quantize import IntNetwork
 from ...compiler.passes.route import N_LINKS, Emitter, Entry, Routing
 from ...compiler.targets.target import Target
+from ..output_dir import write_atomically
 from .format import (
     FILE_OF_KIND,
     FORMAT_VERSION,
@@ -520,10 +518,6 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
 
 
-def _is_replaceable(out_dir: Path) -> bool:
-    return out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / MANIFEST).is_file())
-
-
 def emit(mapping: Mapping, out_dir: Path) -> Path:
     """Write the SpiNNaker tables for `mapping` into `out_dir`, atomically; return `out_dir`.
 
@@ -531,31 +525,4 @@ def emit(mapping: Mapping, out_dir: Path) -> Path:
     failure leaves the previous output or nothing. An existing `out_dir` is replaced only if it is
     empty or a previous neurocc output (has a manifest.json).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not _is_replaceable(out_dir):
-        raise ArtifactError(f"{out_dir}: exists and is not a neurocc output (no {MANIFEST}); refusing to replace "
-                            "it. Fix: choose a new or empty output directory")
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-    old: Path | None = None
-    try:
-        _write_into(tmp, mapping)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / "out")
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if old is not None:
-                os.replace(old / "out", out_dir)  # put the previous output back
-            raise
-    except OSError as exc:
-        raise ArtifactError(f"{out_dir}: cannot write the SpiNNaker tables ({exc})") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+    return write_atomically(out_dir, "the SpiNNaker tables", lambda tmp: _write_into(tmp, mapping))
