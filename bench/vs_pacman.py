@@ -52,7 +52,7 @@ def run_pacman(cfg: dict, seed: int) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     wall = time.perf_counter() - start
     times = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"\[(.+?)\]\s+([\d.]+) s", out)}
-    machine = re.search(r"machine: \S+ (\d+)x(\d+), (\d+) chips", out)
+    machine = re.search(r"machine: .*? (\d+)x(\d+), (\d+) chips", out)
     placed = re.search(r"placed (\d+) cores on (\d+) chips", out)
     unc = re.search(r"uncompressed: chips=\s*(\d+) total=\s*(\d+) max=\s*(\d+)", out)
     pair = re.search(r"pair: chips=\s*(\d+) total=\s*(\d+) max=\s*(\d+) .*chips_over_limit=(\d+)", out)

@@ -55,6 +55,10 @@ def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.nda
     for k, s in enumerate(slices):
         if s.role != ROLE_DELAY:
             by_pop.setdefault(s.population, []).append((k, s))
+    delay_slices: dict[str, list[tuple[int, Slice]]] = {}
+    for k, s in enumerate(slices):
+        if s.role == ROLE_DELAY:
+            delay_slices.setdefault(s.population, []).append((k, s))
     rows, cols, vals = [], [], []
     for proj in inet.projections:
         rate = rates.get(proj.pre) if rates else None
@@ -78,13 +82,12 @@ def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.nda
                 cols.append(dst_list[j][0])
                 vals.append(float(load[j]))
         # Delay-extension slices relay the source's spikes: count that hop too.
-        for k, s in enumerate(slices):
-            if s.role == ROLE_DELAY and s.population == proj.pre:
-                src_k = index.get((s.population, s.start, "source"), index.get((s.population, s.start, "neurons")))
-                if src_k is not None:
-                    rows.append(src_k)
-                    cols.append(k)
-                    vals.append(DEFAULT_RATE * s.size)
+        for k, s in delay_slices.get(proj.pre, []):
+            src_k = index.get((s.population, s.start, "source"), index.get((s.population, s.start, "neurons")))
+            if src_k is not None:
+                rows.append(src_k)
+                cols.append(k)
+                vals.append(DEFAULT_RATE * s.size)
     n = len(slices)
     return sp.csr_array((vals, (rows, cols)), shape=(n, n))
 

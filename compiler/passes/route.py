@@ -197,8 +197,17 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target) -> Routing:
     return Routing(emitters, index_bits, tables, compressed, defaulted, trees)
 
 
-def _overlaps(key_a: int, mask_a: int, key_b: int, mask_b: int) -> bool:
-    return ((key_a ^ key_b) & mask_a & mask_b) == 0
+def _captures(keys: np.ndarray, masks: np.ndarray, o_keys: np.ndarray, o_masks: np.ndarray,
+              chunk_elems: int = 1 << 21) -> np.ndarray:
+    """For each candidate (key, mask): does it overlap any of the (o_key, o_mask) entries? (bool [n])"""
+    out = np.zeros(keys.size, dtype=bool)
+    if not o_keys.size:
+        return out
+    rows = max(1, chunk_elems // o_keys.size)
+    for start in range(0, keys.size, rows):
+        k, m = keys[start:start + rows, None], masks[start:start + rows, None]
+        out[start:start + rows] = (((k ^ o_keys) & m & o_masks) == 0).any(axis=1)
+    return out
 
 
 def compress(entries: list[Entry], blockers: list[Entry], limit: int, force: bool = False) -> list[Entry]:
@@ -215,27 +224,36 @@ def compress(entries: list[Entry], blockers: list[Entry], limit: int, force: boo
         by_route.setdefault(e.route, []).append(e)
     # Least frequent routes first (PACMAN's order): the others stay as blockers.
     out: list[Entry] = []
+    every = entries + blockers
+    all_keys = np.fromiter((e.key for e in every), dtype=np.int64, count=len(every))
+    all_masks = np.fromiter((e.mask for e in every), dtype=np.int64, count=len(every))
+    # Route words can be wider than 64 bits (a link bit per link, a bit per core): number them. A blocker
+    # (a default-routed key) blocks every route (-1); an entry blocks the routes other than its own.
+    route_id = {word: k for k, word in enumerate(by_route)}
+    all_routes = np.array([route_id[e.route] for e in entries] + [-1] * len(blockers), dtype=np.int64)
     for word in sorted(by_route, key=lambda w: len(by_route[w])):
-        others = [e for e in entries if e.route != word] + blockers
+        other = all_routes != route_id[word]
+        o_keys, o_masks = all_keys[other], all_masks[other]
         group = sorted(by_route[word], key=lambda e: e.key)
         merged = True
         while merged and len(group) > 1:
             merged = False
-            for i in range(len(group)):
-                for j in range(i + 1, len(group)):
-                    a, b = group[i], group[j]
-                    new_mask = a.mask & b.mask & ~(a.key ^ b.key)
-                    new_key = a.key & new_mask
-                    if any(_overlaps(new_key, new_mask, o.key, o.mask) for o in others):
-                        continue
-                    # Absorb every entry of the group the merged one covers.
-                    covered = [e for e in group if (e.key & new_mask) == new_key and (e.mask & new_mask) == new_mask]
-                    group = [e for e in group if e not in covered] + [Entry(new_key, new_mask, word)]
-                    group.sort(key=lambda e: e.key)
-                    merged = True
-                    break
-                if merged:
-                    break
+            keys = np.array([e.key for e in group], dtype=np.int64)
+            masks = np.array([e.mask for e in group], dtype=np.int64)
+            for i in range(len(group) - 1):
+                # Merge candidates of entry i with every later entry, checked against the other routes at once.
+                new_masks = masks[i] & masks[i + 1:] & ~(keys[i] ^ keys[i + 1:])
+                new_keys = keys[i] & new_masks
+                ok = np.flatnonzero(~_captures(new_keys, new_masks, o_keys, o_masks))
+                if not ok.size:
+                    continue
+                new_key, new_mask = int(new_keys[ok[0]]), int(new_masks[ok[0]])
+                # Absorb every entry of the group the merged one covers.
+                group = [e for e in group if not ((e.key & new_mask) == new_key and (e.mask & new_mask) == new_mask)]
+                group.append(Entry(new_key, new_mask, word))
+                group.sort(key=lambda e: e.key)
+                merged = True
+                break
         out.extend(group)
     return out
 
