@@ -230,16 +230,19 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
 def _depth(inet: IntNetwork) -> dict[str, int]:
     """Hops from the inputs (breadth first); unreachable populations count as depth 0."""
     depth = {name: 0 for name in inet.populations}
+    successors: dict[str, list[str]] = {}
+    for proj in inet.projections:
+        successors.setdefault(proj.pre, []).append(proj.post)
     seen = set(inet.inputs)
     frontier = list(inet.inputs)
     while frontier:
         nxt = []
         for pre in frontier:
-            for proj in inet.projections:
-                if proj.pre == pre and proj.post not in seen:
-                    seen.add(proj.post)
-                    depth[proj.post] = depth[pre] + 1
-                    nxt.append(proj.post)
+            for post in successors.get(pre, []):
+                if post not in seen:
+                    seen.add(post)
+                    depth[post] = depth[pre] + 1
+                    nxt.append(post)
         frontier = nxt
     return depth
 
@@ -256,14 +259,18 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
                 f"extension stages) = {max_total + 1} steps. Fix: shorten delays or use a larger dt"
             )
     index = [_Index(p, target) for p in inet.projections]
-    incoming = {name: [i for i in index if i.proj.post == name] for name in inet.populations}
-    outgoing = {name: [i for i in index if i.proj.pre == name] for name in inet.populations}
+    incoming: dict[str, list[_Index]] = {name: [] for name in inet.populations}
+    outgoing: dict[str, list[_Index]] = {name: [] for name in inet.populations}
+    for i in index:
+        incoming[i.proj.post].append(i)
+        outgoing[i.proj.pre].append(i)
     bounds_of = {name: _fit_population(inet, target, name, incoming[name]) for name in inet.populations}
     # Output axons depend on the destination slicing: split sources further until they fit, sinks
     # first so each population sees its destinations' final slicing (cycles take another round).
+    depth = _depth(inet)
     for _ in range(16):
         changed = False
-        for name in sorted(inet.populations, key=lambda n: -_depth(inet)[n]):
+        for name in sorted(inet.populations, key=lambda n: -depth[n]):
             if not outgoing[name]:
                 continue
             size = inet.populations[name].size
