@@ -116,7 +116,7 @@ def run_neurocc(cfg: dict, seed: int, machine: list[int]) -> dict:
     placement = place(inet, part, target)
     times["place"] = time.perf_counter() - start
     start = time.perf_counter()
-    routing = route(inet, placement.slices, target)
+    routing = route(inet, placement.slices, target, strict=False)  # report tables over the limit
     times["route+keys+tables+compress"] = time.perf_counter() - start
     before = [len(v) for v in routing.tables.values()]
     after = [len(v) for v in routing.compressed.values()]
