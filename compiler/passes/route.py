@@ -159,8 +159,22 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
     emitters: list[Emitter] = []
     mask = ((1 << KEY_BITS) - 1) ^ ((1 << index_bits) - 1)
     block = 0
-    # Key blocks in slice order, so a population's slices hold consecutive keys (they compress).
+    # Key blocks in slice order, so a population's slices hold consecutive keys, and each population's
+    # run starts at a multiple of the next power of two of its length (as PACMAN's zoned allocation):
+    # entries of a population's slices that share a route on a chip then merge into one key/mask.
+    run_length: dict[int, int] = {}
     for k, s in enumerate(slices):
+        if k > 0 and s.population == slices[k - 1].population and s.role == slices[k - 1].role:
+            run_length[k] = 0
+            continue
+        n = 1
+        while k + n < len(slices) and slices[k + n].population == s.population and slices[k + n].role == s.role:
+            n += 1
+        run_length[k] = n
+    for k, s in enumerate(slices):
+        if run_length[k] > 1:
+            align = 1 << (run_length[k] - 1).bit_length()
+            block = -(-block // align) * align
         first = 1 if s.role == ROLE_DELAY else 0
         for stage in range(first, stages_of.get(k, 0) + 1):
             if (k, stage) not in dests:
