@@ -95,13 +95,7 @@ def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.nda
 def _cost(target: Target, traffic: sp.csr_array, chips: list[tuple[int, int]]) -> float:
     coo = sp.coo_array(traffic)
     xy = np.asarray(chips, dtype=np.int64).reshape(-1, 2)
-    dx = xy[coo.col, 0] - xy[coo.row, 0]
-    dy = xy[coo.col, 1] - xy[coo.row, 1]
-    if target.mesh.topology == "triangular":
-        same = dx * dy > 0
-        h = np.where(same, np.maximum(np.abs(dx), np.abs(dy)), np.abs(dx) + np.abs(dy))
-    else:
-        h = np.abs(dx) + np.abs(dy)
+    h = _hop_matrix(target, xy[coo.col, 0] - xy[coo.row, 0], xy[coo.col, 1] - xy[coo.row, 1])
     return float((coo.data * h).sum())
 
 
@@ -109,57 +103,109 @@ def _sequential(n: int, per_chip: int, order: list[tuple[int, int]]) -> list[tup
     return [order[k // per_chip] for k in range(n)]
 
 
-def _metis(target: Target, traffic: sp.csr_array, n_chips: int, per_chip: int, order: list[tuple[int, int]],
-           seed: int) -> list[tuple[int, int]] | None:
+def _slice_groups(slices: list[Slice], per_chip: int) -> list[list[int]]:
+    """Consecutive slices of one population (and role), in runs of at most half a chip: kept on one
+    chip, they share every multicast route, so their routing entries merge (as PACMAN keeps an
+    application vertex's machine vertices together)."""
+    cap = max(1, per_chip // 2)
+    groups: list[list[int]] = []
+    for k, s in enumerate(slices):
+        prev = slices[k - 1] if k else None
+        if (prev is not None and prev.population == s.population and prev.role == s.role
+                and len(groups[-1]) < cap):
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+def _pack(parts: np.ndarray, sizes: np.ndarray, n_parts: int, per_chip: int) -> list[list[int]] | None:
+    """Groups per part with no part over `per_chip` cores: overflow moves to the least loaded part."""
+    members: list[list[int]] = [[] for _ in range(n_parts)]
+    load = np.zeros(n_parts, dtype=np.int64)
+    for g in np.argsort(-sizes, kind="stable"):  # big groups first
+        p = int(parts[g])
+        if load[p] + sizes[g] > per_chip:
+            p = int(np.argmin(load))
+            if load[p] + sizes[g] > per_chip:
+                return None
+        members[p].append(int(g))
+        load[p] += sizes[g]
+    return members
+
+
+def _metis(target: Target, traffic: sp.csr_array, slices: list[Slice], per_chip: int,
+           order: list[tuple[int, int]], seed: int) -> list[tuple[int, int]] | None:
     try:
         import pymetis
     except ImportError:
         return None
-    sym = (traffic + traffic.T).tocsr()
+    n = len(slices)
+    groups = _slice_groups(slices, per_chip)
+    group_of = np.empty(n, dtype=np.int64)
+    for g, m in enumerate(groups):
+        group_of[m] = g
+    sizes = np.asarray([len(m) for m in groups], dtype=np.int64)
+    member = sp.csr_array((np.ones(n), (np.arange(n), group_of)), shape=(n, len(groups)))
+    gt = (member.T @ traffic @ member).tocsr()
+    sym = (gt + gt.T).tocsr()
     sym.setdiag(0)
     sym.eliminate_zeros()
-    n = sym.shape[0]
     weights = np.maximum(1, np.rint(sym.data * 1000)).astype(np.int64)
-    opts = pymetis.Options(seed=seed)
-    _, parts = pymetis.part_graph(n_chips, xadj=sym.indptr.astype(np.int64), adjncy=sym.indices.astype(np.int64),
-                                  eweights=weights, options=opts)
-    parts = np.asarray(parts)
-    # Enforce the per-chip core capacity: move overflow to the least loaded parts.
-    members = [list(np.flatnonzero(parts == p)) for p in range(n_chips)]
-    spill = []
-    for m in members:
-        while len(m) > per_chip:
-            spill.append(m.pop())
-    for k in spill:
-        target_part = min(range(n_chips), key=lambda p: len(members[p]))
-        if len(members[target_part]) >= per_chip:
-            return None
-        members[target_part].append(k)
+    n_parts = math.ceil(n / per_chip)
+    packed = None
+    while packed is None and n_parts <= min(len(order), len(groups)):
+        if n_parts == 1:
+            parts = np.zeros(len(groups), dtype=np.int64)
+        else:
+            _, parts_list = pymetis.part_graph(n_parts, xadj=sym.indptr.astype(np.int64),
+                                               adjncy=sym.indices.astype(np.int64), vweights=sizes,
+                                               eweights=weights, options=pymetis.Options(seed=seed))
+            parts = np.asarray(parts_list)
+        packed = _pack(parts, sizes, n_parts, per_chip)
+        if packed is None:
+            n_parts += max(1, n_parts // 20)  # bin packing left cores idle: one chip more per 20
+    if packed is None:
+        return None
     # Parts -> chips: greedily, heaviest-communicating part next to what is placed.
-    part_traffic = np.zeros((n_chips, n_chips))
-    coo = sp.coo_array(sym)
-    owner = np.empty(n, dtype=np.int64)
-    for p, m in enumerate(members):
+    owner = np.empty(len(groups), dtype=np.int64)
+    for p, m in enumerate(packed):
         owner[m] = p
+    part_traffic = np.zeros((n_parts, n_parts))
+    coo = sp.coo_array(sym)
     np.add.at(part_traffic, (owner[coo.row], owner[coo.col]), coo.data)
-    chip_of_part: dict[int, tuple[int, int]] = {}
-    free = list(order[:max(n_chips, 1)])
-    remaining = set(range(n_chips))
-    first = max(remaining, key=lambda p: part_traffic[p].sum())
-    chip_of_part[first] = free.pop(0)
-    remaining.discard(first)
-    while remaining:
-        placed = list(chip_of_part)
-        p = max(remaining, key=lambda q: part_traffic[q, placed].sum())
-        best = min(free, key=lambda c: sum(part_traffic[p, q] * hops(target, c, chip_of_part[q]) for q in placed))
+    xy = np.asarray(order, dtype=np.int64)
+    chip_of_part = np.full(n_parts, -1, dtype=np.int64)  # index into order
+    free = np.ones(len(order), dtype=bool)
+    first = int(np.argmax(part_traffic.sum(axis=1)))
+    chip_of_part[first] = 0
+    free[0] = False
+    placed = [first]
+    for _ in range(n_parts - 1):
+        remaining = np.flatnonzero(chip_of_part < 0)
+        p = int(remaining[np.argmax(part_traffic[np.ix_(remaining, placed)].sum(axis=1))])
+        w = part_traffic[p, placed]
+        cand = np.flatnonzero(free)
+        dx = xy[cand, 0][:, None] - xy[chip_of_part[placed], 0][None, :]
+        dy = xy[cand, 1][:, None] - xy[chip_of_part[placed], 1][None, :]
+        h = _hop_matrix(target, dx, dy)
+        best = int(cand[np.argmin(h @ w)])
         chip_of_part[p] = best
-        free.remove(best)
-        remaining.discard(p)
+        free[best] = False
+        placed.append(p)
     chips = [(0, 0)] * n
-    for p, m in enumerate(members):
-        for k in m:
-            chips[k] = chip_of_part[p]
+    for p, m in enumerate(packed):
+        chip = order[int(chip_of_part[p])]
+        for g in m:
+            for k in groups[g]:
+                chips[k] = chip
     return chips
+
+
+def _hop_matrix(target: Target, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    if target.mesh.topology == "triangular":
+        return np.where(dx * dy > 0, np.maximum(np.abs(dx), np.abs(dy)), np.abs(dx) + np.abs(dy))
+    return np.abs(dx) + np.abs(dy)
 
 
 def place(inet: IntNetwork, part: Partition, target: Target, rates: dict[str, np.ndarray] | None = None,
@@ -184,7 +230,7 @@ def place(inet: IntNetwork, part: Partition, target: Target, rates: dict[str, np
     method = "sequential"
     best = _cost(target, traffic, chips)
     if n_chips > 1:
-        candidate = _metis(target, traffic, n_chips, per_chip, order, seed)
+        candidate = _metis(target, traffic, slices, per_chip, order, seed)
         if candidate is not None:
             cost = _cost(target, traffic, candidate)
             if cost < best:

@@ -171,10 +171,14 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
         while k + n < len(slices) and slices[k + n].population == s.population and slices[k + n].role == s.role:
             n += 1
         run_length[k] = n
+    run_of_emitter: list[tuple[int, int]] = []  # (first block of the slice's run, offset), (-1, 0) for delays
+    run_base = run_end = 0
     for k, s in enumerate(slices):
-        if run_length[k] > 1:
+        if run_length[k] > 0:
+            # A run owns its whole aligned block, padding included: a merged entry may cover the padding.
             align = 1 << (run_length[k] - 1).bit_length()
-            block = -(-block // align) * align
+            block = -(-max(block, run_end) // align) * align
+            run_base, run_end = block, block + align
         first = 1 if s.role == ROLE_DELAY else 0
         for stage in range(first, stages_of.get(k, 0) + 1):
             if (k, stage) not in dests:
@@ -184,6 +188,7 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
                 raise TargetError(f"{len(slices)} slices of up to {max_size} neurons need more than {KEY_BITS}-bit "
                                   "keys. Fix: fewer, larger slices")
             emitters.append(Emitter(k, stage, key, mask, s.size, sorted(dests[(k, stage)])))
+            run_of_emitter.append((run_base, block - run_base) if s.role != ROLE_DELAY else (-1, 0))
             block += 1
     tables: dict[tuple[int, int], list[Entry]] = {}
     defaulted: dict[tuple[int, int], list[Entry]] = {}
@@ -201,6 +206,11 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
             straight = (target.router.default_routing and entered[chip] >= 0 and word >> N_LINKS == 0
                         and links == [opposite(entered[chip])])
             (defaulted if straight else tables).setdefault(chip, []).append(entry)
+    run_size: dict[int, int] = {}
+    for base, offset in run_of_emitter:
+        if base >= 0:
+            run_size[base] = max(run_size.get(base, 0), offset + 1)
+    tables = {chip: _merge_runs(entries, run_of_emitter, run_size, index_bits) for chip, entries in tables.items()}
     compressed = {chip: compress(entries, defaulted.get(chip, []), target.router.entries_per_chip)
                   for chip, entries in tables.items()}
     for chip, entries in compressed.items():
@@ -211,6 +221,39 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
                 "Fix: place fewer sources' routes through this chip (a larger machine) or fewer, larger slices"
             )
     return Routing(emitters, index_bits, tables, compressed, defaulted, trees)
+
+
+def _merge_runs(entries: list[Entry], run_of_emitter: list[tuple[int, int]], run_size: dict[int, int],
+                index_bits: int) -> list[Entry]:
+    """One entry per aligned block of a population's slices that share a route on this chip (PACMAN's
+    merged table generator). A block holds only its run's keys (and unused padding), and each emitter
+    has one entry per chip, so a merged entry captures no other route: the table stays order-free."""
+    groups: dict[tuple[int, int], dict[int, Entry]] = {}
+    out: list[Entry] = []
+    for e in entries:
+        base, offset = run_of_emitter[e.emitter]
+        if base < 0:
+            out.append(e)
+        else:
+            groups.setdefault((base, e.route), {})[offset] = e
+    full = (1 << KEY_BITS) - 1
+
+    def cover(base: int, route_word: int, present: dict[int, Entry], size_of_run: int, off: int, size: int) -> None:
+        real = range(off, min(off + size, size_of_run))
+        if not real:
+            return  # only padding: no packet carries these keys
+        if all(o in present for o in real):
+            out.append(present[off] if size == 1 else
+                       Entry((base + off) << index_bits, full ^ ((size << index_bits) - 1), route_word))
+            return
+        if size > 1:
+            cover(base, route_word, present, size_of_run, off, size // 2)
+            cover(base, route_word, present, size_of_run, off + size // 2, size // 2)
+
+    for (base, route_word), present in groups.items():
+        n = run_size[base]
+        cover(base, route_word, present, n, 0, 1 << (n - 1).bit_length())
+    return out
 
 
 def _captures(keys: np.ndarray, masks: np.ndarray, o_keys: np.ndarray, o_masks: np.ndarray,
