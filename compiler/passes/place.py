@@ -19,6 +19,7 @@ from ..mapping import Slice
 from ..targets.target import Target
 from .partition import ROLE_DELAY, Partition
 from .quantize import IntNetwork
+from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron
 
 DEFAULT_RATE = 0.05  # expected spikes per neuron per step when no rates are given
 
@@ -49,47 +50,34 @@ def hops(target: Target, a: tuple[int, int], b: tuple[int, int]) -> int:
 
 
 def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.ndarray] | None) -> sp.csr_array:
-    """Expected packets per step from each slice to each slice that has synapses from it."""
+    """Expected packets per step from each slice to each slice that has synapses from it: a pre neuron
+    sends one packet per step (at its rate) to each destination slice it has a synapse on."""
+    offsets, total = neuron_offsets(inet)
+    slice_of = slice_of_neuron(inet, slices, offsets, total, ROLE_DELAY)
+    rate = np.full(total, DEFAULT_RATE)
+    for name, r in (rates or {}).items():
+        if name in offsets:
+            rate[offsets[name]:offsets[name] + inet.populations[name].size] = r
+    n = len(slices)
+    srcs, dsts, vals = [], [], []
+    for chunk in chunks(inet, offsets):
+        pairs = np.unique(slice_of[chunk.post] * total + chunk.pre)  # (destination slice, pre neuron)
+        pre = pairs % total
+        srcs.append(slice_of[pre])
+        dsts.append(pairs // total)
+        vals.append(rate[pre])
+    # Delay-extension slices relay their source slice's spikes: count that hop too.
     index = {(s.population, s.start, s.role): k for k, s in enumerate(slices)}
-    by_pop: dict[str, list[tuple[int, Slice]]] = {}
-    for k, s in enumerate(slices):
-        if s.role != ROLE_DELAY:
-            by_pop.setdefault(s.population, []).append((k, s))
-    delay_slices: dict[str, list[tuple[int, Slice]]] = {}
     for k, s in enumerate(slices):
         if s.role == ROLE_DELAY:
-            delay_slices.setdefault(s.population, []).append((k, s))
-    rows, cols, vals = [], [], []
-    for proj in inet.projections:
-        rate = rates.get(proj.pre) if rates else None
-        csc = sp.csc_array(proj.weights)
-        for ks, src in by_pop[proj.pre]:
-            lo, hi = int(csc.indptr[src.start]), int(csc.indptr[src.stop])
-            if lo == hi:
-                continue
-            post_rows = csc.indices[lo:hi]
-            pre_cols = np.repeat(np.arange(src.start, src.stop), np.diff(csc.indptr[src.start:src.stop + 1]))
-            dst_list = by_pop[proj.post]
-            edges = np.asarray([d.stop for _, d in dst_list])
-            dst_id = np.searchsorted(edges, post_rows, side="right")
-            pairs = np.unique(dst_id.astype(np.int64) * (proj.weights.shape[1] + 1) + pre_cols)
-            pair_dst = pairs // (proj.weights.shape[1] + 1)
-            pair_pre = pairs % (proj.weights.shape[1] + 1)
-            per_pre = rate[pair_pre] if rate is not None else np.full(pair_pre.size, DEFAULT_RATE)
-            load = np.bincount(pair_dst, weights=per_pre, minlength=len(dst_list))
-            for j in np.flatnonzero(load > 0):
-                rows.append(ks)
-                cols.append(dst_list[j][0])
-                vals.append(float(load[j]))
-        # Delay-extension slices relay the source's spikes: count that hop too.
-        for k, s in delay_slices.get(proj.pre, []):
             src_k = index.get((s.population, s.start, "source"), index.get((s.population, s.start, "neurons")))
             if src_k is not None:
-                rows.append(src_k)
-                cols.append(k)
-                vals.append(DEFAULT_RATE * s.size)
-    n = len(slices)
-    return sp.csr_array((vals, (rows, cols)), shape=(n, n))
+                srcs.append(np.array([src_k]))
+                dsts.append(np.array([k]))
+                vals.append(np.array([DEFAULT_RATE * s.size]))
+    if not srcs:
+        return sp.csr_array((n, n))
+    return sp.csr_array((np.concatenate(vals), (np.concatenate(srcs), np.concatenate(dsts))), shape=(n, n))
 
 
 def _cost(target: Target, traffic: sp.csr_array, chips: list[tuple[int, int]]) -> float:

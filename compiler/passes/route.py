@@ -14,13 +14,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import TargetError
 from ..mapping import Slice
 from ..targets.target import Target
 from .partition import ROLE_DELAY
 from .quantize import IntNetwork
+from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron
 
 N_LINKS = 6
 LINK_VECTORS = {0: (1, 0), 1: (1, 1), 2: (0, 1), 3: (-1, 0), 4: (-1, -1), 5: (0, -1)}
@@ -89,39 +89,44 @@ class Routing:
         return sum(len(t) for t in self.compressed.values())
 
 
-def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict[tuple[int, int], set[int]]:
-    """(emitter slice index, stage) -> destination slice indices."""
+def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict[tuple[int, int], list[int]]:
+    """(emitter slice index, stage) -> destination slice indices (sorted). A synapse of delay d needs
+    stage d // slots; stage 0 is sent by the source slice, stage s > 0 by its delay-extension slice."""
     slots = target.core.delay_slots
-    by_pop: dict[str, list[int]] = {}
-    delay_of: dict[tuple[str, int], int] = {}
+    n = len(slices)
+    offsets, total = neuron_offsets(inet)
+    slice_of = slice_of_neuron(inet, slices, offsets, total, ROLE_DELAY)
+    delay_slice_of = np.full(n, -1, dtype=np.int64)
+    start_of = {(s.population, s.start): k for k, s in enumerate(slices) if s.role != ROLE_DELAY}
     for k, s in enumerate(slices):
         if s.role == ROLE_DELAY:
-            delay_of[(s.population, s.start)] = k
-        else:
-            by_pop.setdefault(s.population, []).append(k)
-    dests: dict[tuple[int, int], set[int]] = {}
-    for proj in inet.projections:
-        csc = sp.csc_array(proj.weights)
-        delays_csc = sp.csr_array((proj.delays + 1, proj.weights.indices, proj.weights.indptr),
-                                  shape=proj.weights.shape).tocsc()
-        dst_ks = by_pop[proj.post]
-        edges = np.asarray([slices[k].stop for k in dst_ks])
-        for ks in by_pop[proj.pre]:
-            src = slices[ks]
-            lo, hi = int(csc.indptr[src.start]), int(csc.indptr[src.stop])
-            if lo == hi:
-                continue
-            rows = csc.indices[lo:hi]
-            stages = (delays_csc.data[lo:hi].astype(np.int64) - 1) // slots
-            dst = np.searchsorted(edges, rows, side="right")
-            pairs = np.unique(stages * (len(dst_ks) + 1) + dst)
-            for stage, d in zip((pairs // (len(dst_ks) + 1)).tolist(), (pairs % (len(dst_ks) + 1)).tolist(),
-                                strict=True):
-                emitter_slice = ks if stage == 0 else delay_of[(src.population, src.start)]
-                dests.setdefault((emitter_slice, stage), set()).add(dst_ks[d])
-                if stage > 0:  # the source feeds its delay-extension slice
-                    dests.setdefault((ks, 0), set()).add(emitter_slice)
-    return dests
+            delay_slice_of[start_of[(s.population, s.start)]] = k
+    triples = []  # (emitter slice, stage, destination slice) as one int64
+    for chunk in chunks(inet, offsets):
+        stage = chunk.delay // slots
+        assert not stage.size or stage.max() < 256, "delay stages are counted in 8 bits"
+        triples.append(np.unique((slice_of[chunk.pre] * 256 + stage) * n + slice_of[chunk.post]))
+    if not triples:
+        return {}
+    packed = np.unique(np.concatenate(triples))
+    dst = packed % n
+    src_stage = packed // n
+    src, stage = src_stage // 256, src_stage % 256
+    delayed = stage > 0
+    emitter = np.where(delayed, delay_slice_of[src], src)
+    # A delayed synapse also needs its source slice to feed the delay-extension slice (stage 0).
+    feeds = np.unique(src[delayed] * n + emitter[delayed])
+    emitter = np.concatenate([emitter, feeds // n])
+    stage = np.concatenate([stage, np.zeros(feeds.size, dtype=np.int64)])
+    dst = np.concatenate([dst, feeds % n])
+    order = np.lexsort((dst, stage, emitter))
+    emitter, stage, dst = emitter[order], stage[order], dst[order]
+    keep = np.ones(dst.size, dtype=bool)
+    keep[1:] = (emitter[1:] != emitter[:-1]) | (stage[1:] != stage[:-1]) | (dst[1:] != dst[:-1])
+    emitter, stage, dst = emitter[keep], stage[keep], dst[keep]
+    bounds = np.flatnonzero(np.r_[True, (emitter[1:] != emitter[:-1]) | (stage[1:] != stage[:-1]), True])
+    dst_list = dst.tolist()
+    return {(int(emitter[a]), int(stage[a])): dst_list[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
 
 
 def _tree(target: Target, source: tuple[int, int], cores: dict[tuple[int, int], list[int]]

@@ -1,0 +1,67 @@
+"""Every synapse of an IntNetwork as flat arrays of global neuron ids, in chunks.
+
+Networks with many small projections (PACMAN-style graphs: 100k projections of a few synapses)
+would pay numpy's per-call overhead once per projection and source slice; networks with a few
+huge projections would not fit one flat copy in memory. Chunks of up to CHUNK_SYNAPSES synapses
+serve both: small projections are concatenated, a large one comes alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quantize import IntNetwork
+
+CHUNK_SYNAPSES = 4_000_000
+
+
+@dataclass
+class SynapseChunk:
+    pre: np.ndarray  # global id of the pre neuron (int64)
+    post: np.ndarray  # global id of the post neuron (int64)
+    delay: np.ndarray  # steps (int64)
+
+
+def neuron_offsets(inet: IntNetwork) -> tuple[dict[str, int], int]:
+    """First global neuron id of each population, and the total."""
+    offsets: dict[str, int] = {}
+    total = 0
+    for name, pop in inet.populations.items():
+        offsets[name] = total
+        total += pop.size
+    return offsets, total
+
+
+def chunks(inet: IntNetwork, offsets: dict[str, int]) -> Iterator[SynapseChunk]:
+    pre: list[np.ndarray] = []
+    post: list[np.ndarray] = []
+    delay: list[np.ndarray] = []
+    held = 0
+    for proj in inet.projections:
+        w = proj.weights
+        if w.nnz == 0:
+            continue
+        rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
+        pre.append(w.indices.astype(np.int64) + offsets[proj.pre])
+        post.append(rows + offsets[proj.post])
+        delay.append(np.asarray(proj.delays, dtype=np.int64))
+        held += w.nnz
+        if held >= CHUNK_SYNAPSES:
+            yield SynapseChunk(np.concatenate(pre), np.concatenate(post), np.concatenate(delay))
+            pre, post, delay, held = [], [], [], 0
+    if pre:
+        yield SynapseChunk(np.concatenate(pre), np.concatenate(post), np.concatenate(delay))
+
+
+def slice_of_neuron(inet: IntNetwork, slices: list, offsets: dict[str, int], total: int,
+                    skip_role: str) -> np.ndarray:
+    """Index of the slice (not of role `skip_role`) that holds each global neuron id; -1 if none."""
+    out = np.full(total, -1, dtype=np.int64)
+    for k, s in enumerate(slices):
+        if s.role != skip_role:
+            base = offsets[s.population]
+            out[base + s.start:base + s.stop] = k
+    return out
