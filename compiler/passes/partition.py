@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import TargetError
 from ..mapping import Slice
@@ -117,23 +116,45 @@ def _bounds(size: int, k: int) -> list[tuple[int, int]]:
 
 
 class _Index:
-    """One projection in column order (pre neuron, then post neuron), for whole-population counts."""
+    """Synapses in row order (row = pre neuron of one projection, then post neuron), for whole-population
+    counts. One projection, or (batched) all projections into one population: rows never span two."""
 
-    def __init__(self, proj: IntProjection, target: Target):
+    def __init__(self, proj: IntProjection | None, target: Target, parts: list[_Index] | None = None):
+        if parts is not None:  # a batch: rows numbered apart per projection, bits per synapse
+            self.proj = None
+            offsets = np.cumsum([0] + [p.n_pre for p in parts[:-1]])
+            self.rows = np.concatenate([p.rows for p in parts])
+            self.cols = np.concatenate([p.cols + off for p, off in zip(parts, offsets, strict=True)])
+            self.stage = np.concatenate([p.stage for p in parts])
+            self.native = np.concatenate([p.native for p in parts])
+            self.has_stages = any(p.has_stages for p in parts)
+            self.syn_bits = np.concatenate([np.broadcast_to(p.syn_bits, p.rows.shape) for p in parts])
+            self.hdr_bits = np.concatenate([np.broadcast_to(p.hdr_bits, p.rows.shape) for p in parts])
+            self.n_pre = int(sum(p.n_pre for p in parts))
+            return
+        assert proj is not None
         slots = target.core.delay_slots
-        csr_delays = sp.csr_array((proj.delays + 1, proj.weights.indices, proj.weights.indptr),
-                                  shape=proj.weights.shape)
-        csc = csr_delays.tocsc()
-        csc.sort_indices()
+        w = proj.weights
+        post = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
+        pre = w.indices.astype(np.int64)
+        order = np.lexsort((post, pre))  # column order: by pre neuron, then post neuron
         self.proj = proj
-        self.rows = csc.indices.astype(np.int64)
-        self.cols = np.repeat(np.arange(csc.shape[1], dtype=np.int64), np.diff(csc.indptr))
-        delays = csc.data.astype(np.int64) - 1
+        self.rows = post[order]
+        self.cols = pre[order]
+        delays = np.asarray(proj.delays, dtype=np.int64)[order]
         self.stage = delays // slots
         self.native = delays % slots
         self.has_stages = bool(self.stage.size and self.stage.max() > 0)
         self.syn_bits, self.hdr_bits = _row_bits(target, proj)
-        self.n_pre = proj.weights.shape[1]
+        self.n_pre = w.shape[1]
+
+    @staticmethod
+    def batch(parts: list[_Index], target: Target) -> list[_Index]:
+        """One index for a population's many small incoming projections (numpy calls per population,
+        not per projection); a single or large projection stays as it is (no copy)."""
+        if len(parts) < 2 or sum(p.rows.size for p in parts) > 4_000_000:
+            return parts
+        return [_Index(None, target, parts)]
 
     def groups(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Destination slice per synapse, and the first synapse of each (pre, slice, stage) row."""
@@ -172,7 +193,11 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
         d_sorted = dst[order]
         starts = np.flatnonzero(new)
         lengths = np.diff(np.append(starts, d_sorted.size))
-        bits = idx.hdr_bits + lengths * idx.syn_bits
+        if isinstance(idx.syn_bits, np.ndarray):  # a batch: each row's projection sets its bits
+            first = order[starts]
+            bits = idx.hdr_bits[first] + lengths * idx.syn_bits[first]
+        else:
+            bits = idx.hdr_bits + lengths * idx.syn_bits
         row_bytes = np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
         synapses += np.bincount(dst, minlength=n)
         nbytes += np.bincount(d_sorted[starts], weights=row_bytes, minlength=n).astype(np.int64)
@@ -264,6 +289,7 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     for i in index:
         incoming[i.proj.post].append(i)
         outgoing[i.proj.pre].append(i)
+    incoming = {name: _Index.batch(parts, target) for name, parts in incoming.items()}
     bounds_of = {name: _fit_population(inet, target, name, incoming[name]) for name in inet.populations}
     # Output axons depend on the destination slicing: split sources further until they fit, sinks
     # first so each population sees its destinations' final slicing (cycles take another round).
