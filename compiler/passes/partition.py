@@ -331,7 +331,7 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     # Delay extensions: one per source slice whose spikes some synapse needs >= delay_slots later.
     slots = target.core.delay_slots
     for name, bounds in bounds_of.items():
-        stages = max((p.max_delay // slots for p in inet.projections if p.pre == name), default=0)
+        stages = max((int(i.stage.max()) for i in outgoing[name] if i.stage.size), default=0)
         if stages == 0:
             continue
         notes.append(f"{name}: {len(bounds)} delay-extension slice(s), {stages} stage(s) of {slots} steps")
