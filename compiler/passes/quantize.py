@@ -136,10 +136,10 @@ def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, 
     return mant, exp
 
 
-def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat) -> float:
+def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming: list | None = None) -> float:
     """Largest scale <= DEFAULT_SCALE at which every incoming weight and the bias fit the format."""
     scale = float(min(DEFAULT_SCALE, fmt.threshold_max))
-    for proj in lnet.projections:
+    for proj in (lnet.projections if incoming is None else incoming):
         if proj.post != post or proj.weights.nnz == 0:
             continue
         peak = float(np.abs(proj.weights.data).max())
@@ -159,6 +159,9 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
     pops: dict[str, IntPopulation] = {}
     scales: dict[str, float] = {}
     notes = list(lnet.notes)
+    incoming: dict[str, list] = {}
+    for proj in lnet.projections:
+        incoming.setdefault(proj.post, []).append(proj)
     for name, lp in lnet.populations.items():
         if lp.kind == INPUT:
             pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, "input")
@@ -168,7 +171,7 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
                 f"population {lp.source!r} is {lp.kind}, which {target.name} does not run (it runs "
                 f"{', '.join(target.neuron_kinds)}). Fix: convert the layer, or choose another target"
             )
-        scale = _choose_scale(lnet, name, fmt)
+        scale = _choose_scale(lnet, name, fmt, incoming.get(name, []))
         if scale < 1:
             raise QuantizationError(
                 f"population {name!r}: weights or bias exceed what {target.name}'s format can represent even "
