@@ -263,6 +263,12 @@ class _Builder:
                     self.warn("norse-tau", f"time constants below dt={self.dt:g} s: norse <= 1.1 writes "
                               "tau = dt * tau_true; using tau / dt (convention 'norse')")
                     p[key] = p[key] / self.dt
+        for name, p in self.params.items():
+            if self.nodes[name].type == "CubaLIF" and "tau_syn" in p:
+                # Measured on the corpus: with this, norse_cubalif_mlp's spikes and v match exactly.
+                self.warn("norse-cubalif", "norse's LIFCell (exported as CubaLIF without w_in) adds its input "
+                          "to i unscaled: using w_in = tau_syn / dt (convention 'norse')")
+                p["w_in"] = np.asarray(p.get("w_in", 1.0)) * p["tau_syn"] / self.dt
 
     # ---- shapes ----------------------------------------------------------------------------
     def _param_shape(self, name: str) -> tuple[int, ...] | None:
