@@ -301,7 +301,7 @@ class _Builder:
                     raise GraphError(f"Input node {name!r} has no shape. Fix: export with a sample input")
                 want = [self._expected_in_ndim(s) for s in self.succs[name]]
                 want = [w for w in want if w is not None]
-                if want:
+                if want and not self.convention.get("written_by_neurocc"):  # neurocc.save's shapes are exact
                     stripped = _strip_ones(shape, max(want))
                     if stripped != shape:
                         self.warn(f"batch-{name}", f"Input {name!r} declares shape {list(shape)}; a batch axis "
@@ -616,6 +616,7 @@ def build_network(raw: RawGraph, dt: float | None = None, convention: str | None
         # Written by neurocc.save: the file says how it was discretised.
         conv["dt"] = float(raw.metadata["neurocc_dt"])
         conv["discretization"] = str(raw.metadata.get("neurocc_discretization", "euler"))
+        conv["written_by_neurocc"] = True
     if convention is not None and convention not in CONVENTIONS:
         raise ParameterError(f"unknown convention {convention!r}; known: {', '.join(CONVENTIONS)}")
     if discretization is not None:
