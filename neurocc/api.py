@@ -47,7 +47,8 @@ def read_raster(path: str | Path) -> np.ndarray:
                 raise InputError(f"{path}: no array named 'input' (has {data.files}). Fix: np.savez(path, input=x)")
             return np.asarray(data["input"])
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read input raster ({exc})") from None
+        raise InputError(f"{path}: cannot read input raster ({exc}). Fix: an .npz holding `input` of shape "
+                         "[T, *input_shape], written with np.savez(path, input=x)") from None
 
 
 @dataclass
