@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,7 +177,8 @@ class DeviceClient:
                 self.counters.bytes_out[ftype] = self.counters.bytes_out.get(ftype, 0) + out_bytes
                 self.counters.bytes_in[ftype] = self.counters.bytes_in.get(ftype, 0) + self._in_bytes
                 if frame.type == fr.ERROR:
-                    code, detail = frame.body[0], struct.unpack_from("<I", frame.body, 1)[0]
+                    with self._reply(what):
+                        code, detail = frame.body[0], struct.unpack_from("<I", frame.body, 1)[0]
                     if probing and code == PERR_BAD_ARG:
                         raise NotExecuted(what)
                     raise DeviceError(code, detail, what)
@@ -186,6 +188,17 @@ class DeviceClient:
                 return frame
         raise LinkError(f"{what}: no valid reply after {retries + 1} attempts ({timeout:.2f} s each). Fix: check "
                         "that the device runs the neurocc app (neurocc flash) and the port is right")
+
+    @contextmanager
+    def _reply(self, what: str) -> Iterator[None]:
+        """A reply whose CRC is right but whose body is not what the command returns (another firmware,
+        a device bug) is a named link error, never a struct/index error."""
+        try:
+            yield
+        except (struct.error, IndexError, ValueError) as exc:
+            port = getattr(self.ser, "port", None) or getattr(self.ser, "name", "the port")
+            raise LinkError(f"{what}: malformed reply from {port} ({exc}). Fix: flash the neurocc app that "
+                            "matches this host (neurocc flash)") from None
 
     # ---- commands ----
 
@@ -204,18 +217,22 @@ class DeviceClient:
             except LinkError:
                 continue
             if frame.body[:4] == nonce:
-                return struct.unpack_from("<I", frame.body, 8)[0]
+                with self._reply("sync"):
+                    return struct.unpack_from("<I", frame.body, 8)[0]
         raise LinkError(f"no answer to sync after {self.sync_attempts} attempts. Fix: is the neurocc app running "
                         "on the device (neurocc flash), and is this its port?")
 
     def info(self) -> DeviceInfo:
         b = self.exchange(fr.INFO, what="INFO").body
-        v = struct.unpack_from("<BBHIIIHHBBHIIII", b, 0)
+        with self._reply("INFO"):
+            v = struct.unpack_from("<BBHIIIHHBBHIIII", b, 0)
         return DeviceInfo(v[0], v[1], v[3], v[4], v[5], v[6], v[7], None if v[8] == 0xFF else v[8],
                           None if v[9] == 0xFF else v[9], v[11], v[12], v[13], v[14])
 
     def stats(self) -> DeviceStats:
-        return DeviceStats(*struct.unpack_from("<11I", self.exchange(fr.STATS, what="STATS").body, 0))
+        body = self.exchange(fr.STATS, what="STATS").body
+        with self._reply("STATS"):
+            return DeviceStats(*struct.unpack_from("<11I", body, 0))
 
     def reset_state(self) -> None:
         self.exchange(fr.RESET_STATE, what="RESET_STATE")
@@ -232,7 +249,8 @@ class DeviceClient:
         a new sequence number. `abort_after` (tests): stop after that many bytes, leaving the load torn."""
         size, crc = len(image), fr.crc32(image)
         b = self.exchange(fr.LOAD_BEGIN, struct.pack("<II", size, crc), "LOAD_BEGIN").body
-        high = max(16, min(chunk, struct.unpack_from("<H", b, 2)[0]))
+        with self._reply("LOAD_BEGIN"):
+            high = max(16, min(chunk, struct.unpack_from("<H", b, 2)[0]))
         off = 0
         while off < size:
             if abort_after is not None and off >= abort_after:
@@ -246,7 +264,8 @@ class DeviceClient:
                     raise
                 self.budget = max(MIN_BUDGET, self.budget // 2)
                 continue
-            end = struct.unpack_from("<I", r.body, 0)[0]
+            with self._reply(f"LOAD_CHUNK at {off}"):
+                end = struct.unpack_from("<I", r.body, 0)[0]
             if end != off + len(part):
                 raise LinkError(f"LOAD_CHUNK at {off}: device acknowledged up to {end}, expected {off + len(part)}")
             off = end
@@ -254,7 +273,8 @@ class DeviceClient:
             if progress is not None:
                 progress(off, size)
         r = self.exchange(fr.LOAD_COMMIT, what="LOAD_COMMIT", timeout=max(self.timeout, 2.0))
-        return struct.unpack_from("<I", r.body, 1)[0]
+        with self._reply("LOAD_COMMIT"):
+            return struct.unpack_from("<I", r.body, 1)[0]
 
     def _adapt(self) -> None:
         """Frame budget: halve after an exchange that needed a retry, grow by half after a clean one.
@@ -276,13 +296,14 @@ class DeviceClient:
             raise ValueError("STEP request larger than the device's frame")
         r = self.exchange(fr.STEP, bytes(body), "STEP", timeout=self.timeout + 0.002 * len(inputs),
                           probe_after=min(3, self.retries) if len(inputs) > 1 else None).body
-        t0, n = struct.unpack_from("<IB", r, 0)
-        if n != len(inputs):
-            raise LinkError(f"STEP: device ran {n} steps, asked for {len(inputs)}")
-        pos, out = 5, []
-        for _ in range(n):
-            idx, pos = fr.decode_spikes(r, pos, n_out)
-            out.append(idx)
+        with self._reply("STEP"):
+            t0, n = struct.unpack_from("<IB", r, 0)
+            if n != len(inputs):
+                raise LinkError(f"STEP: device ran {n} steps, asked for {len(inputs)}")
+            pos, out = 5, []
+            for _ in range(n):
+                idx, pos = fr.decode_spikes(r, pos, n_out)
+                out.append(idx)
         return t0, out
 
     def run(self, inputs: np.ndarray, n_out: int, report_all: bool = True,
