@@ -131,7 +131,7 @@ def lower(net: Network) -> LoweredNetwork:
             )
     projections: list[LoweredProjection] = []
     for proj in net.projections:
-        w = sp.csr_array(proj.weights, copy=True)
+        w = proj.weights  # read only: lowered projections share its index arrays (memory at 100M synapses)
         scaled = w.data * np.repeat(row_gain[proj.post], np.diff(w.indptr))
         for pre_name in source_pops[proj.pre]:
             pre_idx = pops[pre_name].index
@@ -150,8 +150,9 @@ def _submatrix(w: sp.csr_array, data: np.ndarray, delays: np.ndarray, rows: np.n
                cols: np.ndarray) -> tuple[sp.csr_array, np.ndarray]:
     """Rows/cols of a CSR matrix with replaced data, keeping delays aligned."""
     if rows.size == w.shape[0] and cols.size == w.shape[1]:
-        out = sp.csr_array((data, w.indices.copy(), w.indptr.copy()), shape=w.shape)
-        return out, delays.copy()
+        # Shared, not copied: no pass writes into index or delay arrays.
+        out = sp.csr_array((data, w.indices, w.indptr), shape=w.shape, copy=False)
+        return out, delays
     # Carry (data, delay) through a position index so alignment survives slicing.
     pos = sp.csr_array((np.arange(1, w.nnz + 1, dtype=np.float64), w.indices, w.indptr), shape=w.shape)
     sub = pos[rows][:, cols]

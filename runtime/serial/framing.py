@@ -151,6 +151,8 @@ def decode_spikes(data: bytes, pos: int, n_space: int) -> tuple[np.ndarray, int]
         return idx, pos + n_bytes
     if mode != 0:
         raise ValueError(f"unexpected spike encoding mode {mode}")
+    if n > n_space or n > len(data) - pos:  # each listed spike takes at least one byte
+        raise ValueError(f"{n} spikes listed in an index space of {n_space} with {len(data) - pos} bytes left")
     out = np.empty(n, dtype=np.int64)
     prev = -1
     for k in range(n):
