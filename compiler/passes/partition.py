@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import TargetError
 from ..mapping import Slice
@@ -136,13 +137,21 @@ class _Index:
         slots = target.core.delay_slots
         w = proj.weights
         # 32-bit neuron indices and 16-bit delay parts: 12 bytes per synapse held through partitioning.
-        post = np.repeat(np.arange(w.shape[0], dtype=np.int32), np.diff(w.indptr))
-        pre = w.indices.astype(np.int32, copy=False)
-        order = np.lexsort((post, pre))  # column order: by pre neuron, then post neuron
         self.proj = proj
-        self.rows = post[order]
-        del post
-        self.cols = pre[order]
+        if w.nnz > 20_000:  # scipy's CSR -> CSC is linear; carry each synapse's position through it
+            pos = sp.csr_array((np.arange(1, w.nnz + 1, dtype=np.int64), w.indices, w.indptr), shape=w.shape).tocsc()
+            pos.sort_indices()
+            order = pos.data - 1
+            self.rows = pos.indices.astype(np.int32)
+            self.cols = np.repeat(np.arange(w.shape[1], dtype=np.int32), np.diff(pos.indptr))
+            del pos
+        else:  # small projections (PACMAN-style graphs have 100k+): no scipy object per projection
+            post = np.repeat(np.arange(w.shape[0], dtype=np.int32), np.diff(w.indptr))
+            pre = w.indices.astype(np.int32, copy=False)
+            order = np.lexsort((post, pre))  # column order: by pre neuron, then post neuron
+            self.rows = post[order]
+            self.cols = pre[order]
+            del post
         delays = np.asarray(proj.delays)[order]
         del order
         self.stage = (delays // slots).astype(np.int16)
