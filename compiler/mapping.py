@@ -6,6 +6,7 @@ A Mapping is what backends emit and what the placement simulator replays. It ser
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,21 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def manifest_default(obj: Any) -> Any:
+    """json_default for manifests: also the pass results (dataclasses, sets) a Mapping's summary carries;
+    anything else is written as its str, so a manifest never fails to serialise."""
+    if hasattr(obj, "as_dict"):
+        return obj.as_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=str)
+    try:
+        return json_default(obj)
+    except TypeError:
+        return str(obj)
 
 
 # ---- the integer network as a file: every backend ships it so `verify` can rerun the reference ----

@@ -8,14 +8,13 @@ does not fit is named. The directory is built next to `out_dir` and renamed into
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ...compiler.errors import TargetError
-from ...compiler.mapping import NETWORK_FILE, Mapping, json_default, save_int_network
+from ...compiler.mapping import NETWORK_FILE, Mapping, manifest_default, save_int_network
 from ..output_dir import write_atomically
 from .boards import Board, board_for
 from .image import PackedImage, pack
@@ -25,18 +24,6 @@ IMAGE = "model.bin"
 MODEL_C = "model.c"
 MODEL_H = "model.h"
 SLOTS = 2  # two load slots: a torn load leaves the old model running
-
-
-def _json_default(obj: Any) -> Any:
-    # mapping.summary() carries pass results (per-slice usage, routing) that are not plain JSON
-    if hasattr(obj, "as_dict"):
-        return obj.as_dict()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    try:
-        return json_default(obj)
-    except TypeError:
-        return str(obj)
 
 
 def _sha256(path: Path) -> str:
@@ -118,7 +105,7 @@ def _write_into(tmp: Path, mapping: Mapping, image: PackedImage, board: Board, f
              for n in (IMAGE, MODEL_C, MODEL_H, NETWORK_FILE)]
     manifest = {**mapping.summary(), "backend": "cortexm", "files": files,
                 "cortexm": cortexm_section(mapping, image, board, fit)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=manifest_default))
 
 
 def emit(mapping: Mapping, out_dir: Path) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...compiler.errors import ArtifactError
-from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, json_default, save_int_network
+from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, json_default, manifest_default, save_int_network
 from ...compiler.passes.quantize import IntNetwork, IntProjection
 from ..output_dir import write_atomically
 
@@ -218,18 +218,6 @@ def _weights_arrays(mapping: Mapping, slices: dict[str, list[Slice]], conns: lis
     return arrays, meta
 
 
-def _json_default(obj: Any) -> Any:
-    """mapping.json_default, plus the pass results (dataclasses) other passes leave in Mapping.extra."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, set | frozenset):
-        return sorted(obj, key=str)
-    try:
-        return json_default(obj)
-    except TypeError:
-        return str(obj)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -267,7 +255,7 @@ def _write_into(tmp: Path, mapping: Mapping, sparse: str, granularity: str) -> N
         },
         "lava_connections": meta["connections"],
     }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=manifest_default) + "\n")
 
 
 def emit(mapping: Mapping, out_dir: Path, *, sparse: str = "auto", granularity: str = "slices") -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ...compiler.errors import ArtifactError, TargetError
-from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, json_default, save_int_network
+from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, manifest_default, save_int_network
 from ...compiler.passes.partition import ROLE_DELAY, ROLE_NEURONS, ROLE_SOURCE
 from ...compiler.passes.quantize import IntNetwork
 from ...compiler.passes.route import N_LINKS, Emitter, Entry, Routing
@@ -403,15 +403,6 @@ def _dtcm_estimate(kind_sizes: dict[str, int], s: Slice, info: CoreFiles | None,
     return payload.get("source", 0)
 
 
-def _json_default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    try:
-        return json_default(obj)
-    except TypeError:
-        return str(obj)
-
-
 def _write_into(tmp: Path, mapping: Mapping) -> None:
     routing: Routing | None = mapping.extra.get("routing")
     if routing is None:
@@ -515,7 +506,7 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
             "bytes_per_synapse_with_poptable": (matrix_bytes + poptable_bytes) / n_syn if n_syn else 0.0,
         },
     }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=manifest_default) + "\n")
 
 
 def emit(mapping: Mapping, out_dir: Path) -> Path:
