@@ -61,7 +61,7 @@ class Projection:
     pre: str
     post: str
     weights: sp.csr_array
-    delays: np.ndarray  # int64, aligned with weights.data (canonical CSR order)
+    delays: np.ndarray  # integer (int16 when they fit: 2 bytes per synapse), aligned with weights.data (CSR order)
     # Where the projection came from when it is one convolution: kernel, stride, ...
     # so a target with weight sharing can use it. None for general sparse.
     structure: dict[str, Any] | None = None
@@ -78,7 +78,23 @@ class Projection:
         """(post index, pre index, weight, delay) per synapse, in CSR order."""
         w = self.weights
         rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
-        return rows, w.indices.astype(np.int64), w.data, self.delays
+        return rows, w.indices.astype(np.int64), w.data, self.delays.astype(np.int64)
+
+
+def compact_int(values: np.ndarray) -> np.ndarray:
+    """`values` as int16 (or int32, int64) when they fit: delays and indices at 100M synapses are GBs."""
+    values = np.asarray(values)
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    for dtype in (np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype, copy=False)
+    return values.astype(np.int64, copy=False)
+
+
+def index_dtype(*maxima: int) -> type:
+    """scipy's own choice: int32 sparse indices while every index and nnz fit, else int64."""
+    return np.int32 if max(maxima, default=0) < np.iinfo(np.int32).max else np.int64
 
 
 def make_projection(
@@ -98,17 +114,24 @@ def make_projection(
     """
     n_rows, n_cols = shape
     key = np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64)
-    order = np.argsort(key, kind="stable")
-    key, values, delays = key[order], np.asarray(values, dtype=np.float64)[order], np.asarray(delays)[order]
-    uniq, start = np.unique(key, return_index=True)
-    summed = np.add.reduceat(values, start) if key.size else values
-    delays = delays[start] if key.size else delays
+    values, delays = np.asarray(values, dtype=np.float64), np.asarray(delays)
+    if key.size and bool(np.all(key[1:] > key[:-1])):  # already canonical (a generator's output): no sort
+        uniq, summed, delays = key, values.copy(), delays.copy()  # copies: the caller keeps its arrays
+    else:
+        order = np.argsort(key, kind="stable")
+        key, values, delays = key[order], values[order], delays[order]
+        uniq, start = np.unique(key, return_index=True)
+        summed = np.add.reduceat(values, start) if key.size else values
+        delays = delays[start] if key.size else delays
     nonzero = summed != 0
-    uniq, summed, delays = uniq[nonzero], summed[nonzero], delays[nonzero]
+    if not nonzero.all():
+        uniq, summed, delays = uniq[nonzero], summed[nonzero], delays[nonzero]
+    itype = index_dtype(n_rows, n_cols, uniq.size)
     r = uniq // n_cols
-    indptr = np.searchsorted(r, np.arange(n_rows + 1)).astype(np.int64)
-    w = sp.csr_array((summed, (uniq % n_cols).astype(np.int64), indptr), shape=shape)
-    return Projection(pre, post, w, np.asarray(delays, dtype=np.int64), structure)
+    indptr = np.searchsorted(r, np.arange(n_rows + 1)).astype(itype)
+    del r
+    w = sp.csr_array((summed, (uniq % n_cols).astype(itype), indptr), shape=shape, copy=False)
+    return Projection(pre, post, w, compact_int(delays), structure)
 
 
 @dataclass

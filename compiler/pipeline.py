@@ -33,7 +33,7 @@ def to_integer(net: Network, target: Target | str, timings: dict[str, float] | N
     tgt = load_target(target)
     timings = {} if timings is None else timings
     lowered: LoweredNetwork = _timed(timings, "lower", lower, net)
-    return _timed(timings, "quantize", quantize, lowered, tgt)
+    return _timed(timings, "quantize", quantize, lowered, tgt, True)  # consume: the lowered net is ours
 
 
 def compile_network(net: Network, target: Target | str, progress: bool | None = None,
@@ -56,7 +56,8 @@ def compile_network(net: Network, target: Target | str, progress: bool | None = 
         return result
 
     lowered = run("lower", lower, net)
-    inet = run("quantize", quantize, lowered, tgt)
+    inet = run("quantize", quantize, lowered, tgt, True)  # consume: float weights freed as they are quantized
+    del lowered
     part = run("partition", partition, inet, tgt)
     placement = run("place", place, inet, part, tgt, rates, seed)
     routing = run("route", route, inet, placement.slices, tgt)

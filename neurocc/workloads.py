@@ -106,9 +106,16 @@ def random_network(n_neurons: int, synapses_per_neuron: int = 100, n_populations
         cols = rng.integers(0, prev_size, rows.size)
         vals = rng.normal(0.05, 0.05, rows.size)
         delays = rng.integers(0, max_delay + 1, rows.size) if max_delay else np.zeros(rows.size, np.int64)
-        # Keep one synapse per (post, pre): the projection contract.
-        key = rows * prev_size + cols
-        _, first = np.unique(key, return_index=True)
+        # Keep one synapse per (post, pre), its first draw: the projection contract. np.unique(rows * prev_size
+        # + cols, return_index=True) gives these, but sorts all synapses at once; every row holds fan_in
+        # draws, so sort each row's (pre, draw position) pairs instead (same synapses, same order).
+        slot_bits = max(1, (fan_in - 1).bit_length())
+        pairs = np.sort((cols << slot_bits | np.arange(fan_in)[None, :].repeat(n, 0).ravel()).reshape(n, fan_in))
+        pre = pairs >> slot_bits
+        keep = np.ones(pairs.shape, dtype=bool)
+        keep[:, 1:] = pre[:, 1:] != pre[:, :-1]
+        first = (np.arange(n, dtype=np.int64)[:, None] * fan_in + (pairs & ((1 << slot_bits) - 1)))[keep]
+        del pairs, pre, keep
         projections.append(make_projection(prev, name, rows[first], cols[first], vals[first], delays[first],
                                            (n, prev_size)))
         prev, prev_size = name, n

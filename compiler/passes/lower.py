@@ -132,7 +132,8 @@ def lower(net: Network) -> LoweredNetwork:
     projections: list[LoweredProjection] = []
     for proj in net.projections:
         w = proj.weights  # read only: lowered projections share its index arrays (memory at 100M synapses)
-        scaled = w.data * np.repeat(row_gain[proj.post], np.diff(w.indptr))
+        scaled = np.repeat(row_gain[proj.post], np.diff(w.indptr))
+        scaled *= w.data  # in place: one float array per synapse, not two
         for pre_name in source_pops[proj.pre]:
             pre_idx = pops[pre_name].index
             for post_name in source_pops[proj.post]:

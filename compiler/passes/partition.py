@@ -117,49 +117,75 @@ def _bounds(size: int, k: int) -> list[tuple[int, int]]:
 
 
 class _Index:
-    """Synapses in row order (row = pre neuron of one projection, then post neuron), for whole-population
-    counts. One projection, or (batched) all projections into one population: rows never span two."""
+    """Synapses in column order (by pre neuron of one projection, then post neuron), for whole-population
+    counts. One projection, or (batched) all projections into one population: rows never span two.
+
+    Held through partitioning: the 32-bit post index per synapse (4 bytes; the pre neuron is implied by
+    `colptr`, the first synapse of each pre neuron's column), a 16-bit delay stage only when some synapse
+    needs a delay extension, and per post neuron its synapse count, native delay slots used and deepest
+    stage (slices are runs of post neurons: their maxima need no per-synapse pass).
+    """
 
     def __init__(self, proj: IntProjection | None, target: Target, parts: list[_Index] | None = None):
         if parts is not None:  # a batch: rows numbered apart per projection, bits per synapse
             self.proj = None
-            offsets = np.cumsum([0] + [p.n_pre for p in parts[:-1]])
             self.rows = np.concatenate([p.rows for p in parts])
-            self.cols = np.concatenate([p.cols + off for p, off in zip(parts, offsets, strict=True)])
-            self.stage = np.concatenate([p.stage for p in parts])
-            self.native = np.concatenate([p.native for p in parts])
+            starts = np.cumsum([0] + [p.rows.size for p in parts])
+            self.colptr = np.concatenate([p.colptr[:-1] + start for p, start in zip(parts, starts, strict=False)]
+                                         + [starts[-1:]])
             self.has_stages = any(p.has_stages for p in parts)
+            self.stage = np.concatenate([p.stage if p.stage is not None else np.zeros(p.rows.size, np.int16)
+                                         for p in parts]) if self.has_stages else None
             self.syn_bits = np.concatenate([np.broadcast_to(p.syn_bits, p.rows.shape) for p in parts])
             self.hdr_bits = np.concatenate([np.broadcast_to(p.hdr_bits, p.rows.shape) for p in parts])
             self.n_pre = int(sum(p.n_pre for p in parts))
+            self.post_count = np.sum([p.post_count for p in parts], axis=0)
+            self.post_slots = np.max([p.post_slots for p in parts], axis=0)
+            self.post_stage = np.max([p.post_stage for p in parts], axis=0)
+            self._axons: tuple[list, np.ndarray] | None = None
             return
         assert proj is not None
         slots = target.core.delay_slots
         w = proj.weights
-        # 32-bit neuron indices and 16-bit delay parts: 12 bytes per synapse held through partitioning.
         self.proj = proj
-        if w.nnz > 20_000:  # scipy's CSR -> CSC is linear; carry each synapse's position through it
-            pos = sp.csr_array((np.arange(1, w.nnz + 1, dtype=np.int64), w.indices, w.indptr), shape=w.shape).tocsc()
+        self.n_pre = w.shape[1]
+        self.syn_bits, self.hdr_bits = _row_bits(target, proj)
+        self._axons = None
+        n_post = w.shape[0]
+        self.post_count = np.diff(w.indptr).astype(np.int64)
+        delays = np.asarray(proj.delays)
+        max_delay = int(delays.max()) if delays.size else 0
+        self.has_stages = max_delay >= slots
+        # Per post neuron (CSR rows are post neurons): native slots used (max native delay + 1) and stage.
+        self.post_slots = (self.post_count > 0).astype(np.int64)
+        self.post_stage = np.zeros(n_post, np.int64)
+        if max_delay > 0:
+            full = np.flatnonzero(self.post_count)
+            first = w.indptr[:-1][full]
+            native = delays % slots if self.has_stages else delays
+            self.post_slots[full] = np.maximum.reduceat(native, first).astype(np.int64) + 1
+            del native
+            if self.has_stages:
+                self.post_stage[full] = np.maximum.reduceat(delays // slots, first)
+        order = None
+        if w.nnz > 20_000:  # scipy's CSR -> CSC is linear; carry each synapse's position only if stages need it
+            data = np.arange(1, w.nnz + 1, dtype=np.int64) if self.has_stages else np.ones(w.nnz, np.int8)
+            pos = sp.csr_array((data, w.indices, w.indptr), shape=w.shape).tocsc()
+            del data
             pos.sort_indices()
-            order = pos.data - 1
-            self.rows = pos.indices.astype(np.int32)
-            self.cols = np.repeat(np.arange(w.shape[1], dtype=np.int32), np.diff(pos.indptr))
+            if self.has_stages:
+                order = pos.data - 1
+            self.rows = pos.indices.astype(np.int32, copy=False)
+            self.colptr = pos.indptr.astype(np.int64)
             del pos
         else:  # small projections (PACMAN-style graphs have 100k+): no scipy object per projection
-            post = np.repeat(np.arange(w.shape[0], dtype=np.int32), np.diff(w.indptr))
+            post = np.repeat(np.arange(n_post, dtype=np.int32), np.diff(w.indptr))
             pre = w.indices.astype(np.int32, copy=False)
             order = np.lexsort((post, pre))  # column order: by pre neuron, then post neuron
             self.rows = post[order]
-            self.cols = pre[order]
+            self.colptr = np.searchsorted(pre[order], np.arange(self.n_pre + 1))
             del post
-        delays = np.asarray(proj.delays)[order]
-        del order
-        self.stage = (delays // slots).astype(np.int16)
-        self.native = (delays % slots).astype(np.int16)
-        del delays
-        self.has_stages = bool(self.stage.size and self.stage.max() > 0)
-        self.syn_bits, self.hdr_bits = _row_bits(target, proj)
-        self.n_pre = w.shape[1]
+        self.stage = (delays[order] // slots).astype(np.int16) if self.has_stages else None
 
     @staticmethod
     def batch(parts: list[_Index], target: Target) -> list[_Index]:
@@ -169,30 +195,63 @@ class _Index:
             return parts
         return [_Index(None, target, parts)]
 
-    def groups(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Destination slice per synapse, and the first synapse of each (pre, slice, stage) row."""
-        dst = np.searchsorted(edges, self.rows, side="right")
+    def groups(self, slice_of: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Destination slice per synapse (`slice_of` maps post neuron -> slice), the order that groups
+        rows (None: column order already does), and the first synapse of each (pre, slice, stage) row
+        in that order."""
+        dst = slice_of[self.rows]
         if self.has_stages:
-            order = np.lexsort((self.stage, dst, self.cols))
-        else:
-            order = np.arange(dst.size)  # column order already groups (pre, dst): rows sorted
-        d, c, st = dst[order], self.cols[order], self.stage[order]
-        new = np.ones(d.size, dtype=bool)
-        new[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1]) | (st[1:] != st[:-1])
-        return dst, order, new
+            cols = self.cols()
+            order = np.lexsort((self.stage, dst, cols))
+            d, c, st = dst[order], cols[order], self.stage[order]
+            del cols
+            new = np.ones(d.size, dtype=bool)
+            new[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1]) | (st[1:] != st[:-1])
+            return dst, order, new
+        # Column order already groups (pre, dst): rows are sorted within a column.
+        new = self.column_starts()
+        new[1:] |= dst[1:] != dst[:-1]
+        return dst, None, new
 
-    def pair_starts(self, edges: np.ndarray) -> np.ndarray:
-        """First synapse of each (pre neuron, destination slice) pair, ignoring stage (out axons)."""
-        dst = np.searchsorted(edges, self.rows, side="right")
-        new = np.ones(dst.size, dtype=bool)
-        new[1:] = (dst[1:] != dst[:-1]) | (self.cols[1:] != self.cols[:-1])
+    def axons_per_pre(self, bounds: list[tuple[int, int]]) -> np.ndarray:
+        """Per pre neuron: destination slices it has a synapse on (one output axon each). Cached for the
+        last destination slicing (the out-axon loop asks again while only the sources are re-cut)."""
+        if self._axons is not None and self._axons[0] == bounds:
+            return self._axons[1]
+        dst = _slice_lookup(bounds)[self.rows]
+        new = self.column_starts()
+        new[1:] |= dst[1:] != dst[:-1]
+        del dst
+        per_pre = np.zeros(self.n_pre, np.int64)
+        full = np.flatnonzero(np.diff(self.colptr))
+        per_pre[full] = np.add.reduceat(new, self.colptr[full], dtype=np.int64)
+        self._axons = (list(bounds), per_pre)
+        return per_pre
+
+    def cols(self) -> np.ndarray:
+        """Pre neuron of every synapse (a temporary: 4 bytes per synapse)."""
+        return np.repeat(np.arange(self.n_pre, dtype=np.int32), np.diff(self.colptr))
+
+    def column_starts(self) -> np.ndarray:
+        """True at the first synapse of each pre neuron's column."""
+        new = np.zeros(self.rows.size, dtype=bool)
+        new[self.colptr[:-1][np.diff(self.colptr) > 0]] = True
         return new
+
+
+def _slice_lookup(bounds: list[tuple[int, int]]) -> np.ndarray:
+    """Slice index of every neuron of a population cut at `bounds` (contiguous, from 0)."""
+    sizes = [b - a for a, b in bounds]
+    dtype = np.int16 if len(bounds) <= np.iinfo(np.int16).max else np.int32
+    return np.repeat(np.arange(len(bounds), dtype=dtype), sizes)
 
 
 def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]) -> list[SliceUsage]:
     """Resource use of every slice of one population at once (same counts as slice_usage)."""
     n = len(bounds)
-    edges = np.asarray([b for _, b in bounds])
+    starts_of = np.asarray([a for a, _ in bounds], np.int64)
+    stops_of = np.asarray([b for _, b in bounds], np.int64)
+    slice_of = _slice_lookup(bounds) if incoming else None
     packed = target.encoding.synapse_word_bits == 0
     synapses = np.zeros(n, np.int64)
     nbytes = np.zeros(n, np.int64)
@@ -202,21 +261,26 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
     for idx in incoming:
         if idx.rows.size == 0:
             continue
-        dst, order, new = idx.groups(edges)
-        d_sorted = dst[order]
+        dst, order, new = idx.groups(slice_of)
+        d_sorted = dst if order is None else dst[order]
+        del dst
         starts = np.flatnonzero(new)
+        del new
         lengths = np.diff(np.append(starts, d_sorted.size))
         if isinstance(idx.syn_bits, np.ndarray):  # a batch: each row's projection sets its bits
-            first = order[starts]
+            first = starts if order is None else order[starts]
             bits = idx.hdr_bits[first] + lengths * idx.syn_bits[first]
         else:
             bits = idx.hdr_bits + lengths * idx.syn_bits
         row_bytes = np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
-        synapses += np.bincount(dst, minlength=n)
-        nbytes += np.bincount(d_sorted[starts], weights=row_bytes, minlength=n).astype(np.int64)
-        fan_in += np.bincount(d_sorted[starts], minlength=n)
-        np.maximum.at(slots_used, dst, idx.native + 1)
-        np.maximum.at(stages, dst, idx.stage)
+        row_dst = d_sorted[starts]
+        nbytes += np.bincount(row_dst, weights=row_bytes, minlength=n).astype(np.int64)
+        fan_in += np.bincount(row_dst, minlength=n)
+        # Per-slice counts and maxima from the per-post-neuron ones: slices are runs of post neurons.
+        cum = np.concatenate(([0], np.cumsum(idx.post_count)))
+        synapses += cum[stops_of] - cum[starts_of]
+        np.maximum(slots_used, np.maximum.reduceat(idx.post_slots, starts_of), out=slots_used)
+        np.maximum(stages, np.maximum.reduceat(idx.post_stage, starts_of), out=stages)
     return [SliceUsage(neurons=b - a, synapses=int(synapses[k]), synapse_bytes=int(nbytes[k]),
                        fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]), delay_stages=int(stages[k]))
             for k, (a, b) in enumerate(bounds)]
@@ -225,18 +289,17 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
 def _out_axons(outgoing: list[_Index], bounds_of: dict[str, list[tuple[int, int]]],
                bounds: list[tuple[int, int]]) -> np.ndarray:
     """Axons each source slice needs: one per (neuron, destination slice) pair with a synapse."""
-    src_edges = np.asarray([b for _, b in bounds])
+    starts_of = np.asarray([a for a, _ in bounds], np.int64)
     total = np.zeros(len(bounds), np.int64)
     for idx in outgoing:
         if idx.rows.size == 0:
             continue
-        new = idx.pair_starts(np.asarray([b for _, b in bounds_of[idx.proj.post]]))
-        src = np.searchsorted(src_edges, idx.cols[new], side="right")
-        total += np.bincount(src, minlength=len(bounds))
+        total += np.add.reduceat(idx.axons_per_pre(bounds_of[idx.proj.post]), starts_of)
     return total
 
 
-def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[_Index]) -> list[tuple[int, int]]:
+def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[_Index]
+                    ) -> tuple[list[tuple[int, int]], list[SliceUsage]]:
     pop = inet.populations[name]
     size = pop.size
     k = max(1, math.ceil(size / target.core.neurons))
@@ -251,7 +314,7 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
                                                                             for a, b in bounds]
         worst = next(((u, o) for u in uses if (o := _check(u, target))), None)
         if worst is None:
-            return bounds
+            return bounds, uses
         if len(bounds) == size:  # one neuron per core and still over: cannot fit
             use, over = worst
             what, used, limit = over[0]
@@ -303,7 +366,8 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
         incoming[i.proj.post].append(i)
         outgoing[i.proj.pre].append(i)
     incoming = {name: _Index.batch(parts, target) for name, parts in incoming.items()}
-    bounds_of = {name: _fit_population(inet, target, name, incoming[name]) for name in inet.populations}
+    fitted = {name: _fit_population(inet, target, name, incoming[name]) for name in inet.populations}
+    bounds_of = {name: bounds for name, (bounds, _) in fitted.items()}
     # Output axons depend on the destination slicing: split sources further until they fit, sinks
     # first so each population sees its destinations' final slicing (cycles take another round).
     depth = _depth(inet)
@@ -334,8 +398,12 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     for name, bounds in bounds_of.items():
         pop = inet.populations[name]
         role = ROLE_SOURCE if pop.kind == "input" else ROLE_NEURONS
-        uses = [SliceUsage(neurons=b - a) for a, b in bounds] if role == ROLE_SOURCE else \
-            _usage(target, incoming[name], bounds)
+        if role == ROLE_SOURCE:
+            uses = [SliceUsage(neurons=b - a) for a, b in bounds]
+        elif fitted[name][0] == bounds:  # not re-cut for output axons: its usage is already counted
+            uses = fitted[name][1]
+        else:
+            uses = _usage(target, incoming[name], bounds)
         axons = _out_axons(outgoing[name], bounds_of, bounds) if outgoing[name] else np.zeros(len(bounds), np.int64)
         for (a, b), use, ax in zip(bounds, uses, axons, strict=True):
             use.out_axons = int(ax)
@@ -344,7 +412,7 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     # Delay extensions: one per source slice whose spikes some synapse needs >= delay_slots later.
     slots = target.core.delay_slots
     for name, bounds in bounds_of.items():
-        stages = max((int(i.stage.max()) for i in outgoing[name] if i.stage.size), default=0)
+        stages = max((int(i.post_stage.max()) for i in outgoing[name] if i.post_stage.size), default=0)
         if stages == 0:
             continue
         notes.append(f"{name}: {len(bounds)} delay-extension slice(s), {stages} stage(s) of {slots} steps")

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import QuantizationError, UnsupportedNodeError
-from ..ir import INPUT
+from ..ir import INPUT, compact_int
 from ..targets.target import NumericFormat, Target
 from .lower import LoweredNetwork
 
@@ -54,8 +54,8 @@ class IntPopulation:
 class IntProjection:
     pre: str
     post: str
-    weights: sp.csr_array  # int64 mantissas, post x pre
-    delays: np.ndarray  # int64, aligned with weights.data
+    weights: sp.csr_array  # integer mantissas (int16/int32: the format's width), post x pre
+    delays: np.ndarray  # integer (int16 when they fit), aligned with weights.data
     weight_exp: int
     sign_mode: str  # "excitatory" | "inhibitory" | "mixed" (Lava SignMode)
     structure: dict[str, Any] | None = None
@@ -101,6 +101,19 @@ def sign_mode_of(data: np.ndarray) -> str:
     return "mixed"
 
 
+def _abs_max(data: np.ndarray) -> float:
+    """max |data| without an |data| temporary (100M synapses: 800 MB)."""
+    return max(float(data.max()), -float(data.min())) if data.size else 0.0
+
+
+def mantissa_dtype(fmt: NumericFormat) -> type:
+    """Narrowest integer type holding every mantissa of the format (mixed reaches -(weight_max + 1))."""
+    for dtype in (np.int16, np.int32):
+        if fmt.weight_max + 1 <= np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
 def _mantissa_max(fmt: NumericFormat, mode: str) -> int:
     # Lava clips mixed weights to [-2**bits, 2**bits - 1] then drops one LSB: even values up to 2**bits - 2.
     return fmt.weight_max - 1 if mode == "mixed" else fmt.weight_max
@@ -109,9 +122,9 @@ def _mantissa_max(fmt: NumericFormat, mode: str) -> int:
 def _quantize_weights(data: np.ndarray, scale: float, fmt: NumericFormat, where: str) -> tuple[np.ndarray, int]:
     mode = sign_mode_of(data)
     m_max = _mantissa_max(fmt, mode)
-    peak = float(np.abs(data).max()) * scale if data.size else 0.0
+    peak = _abs_max(data) * scale
     if peak == 0:
-        return np.zeros(data.size, np.int64), 0
+        return np.zeros(data.size, mantissa_dtype(fmt)), 0
     exp = math.ceil(math.log2(peak / m_max)) if peak > m_max else -math.floor(math.log2(m_max / peak))
     exp = max(fmt.weight_exp_min, exp)
     if exp > fmt.weight_exp_max:
@@ -119,10 +132,18 @@ def _quantize_weights(data: np.ndarray, scale: float, fmt: NumericFormat, where:
             f"{where}: largest weight {peak:.4g} (threshold units x scale) needs exponent {exp}, above the "
             f"format's {fmt.weight_exp_max}. Fix: lower the weights or raise the threshold of the layer"
         )
-    x = data * scale / (2.0 ** exp)
-    m = 2 * np.rint(x / 2) if mode == "mixed" else np.rint(x)
+    # In place, the same float operations as 2 * rint(data * scale / 2**exp / 2): one temporary, not four.
+    x = data * scale
+    x /= 2.0 ** exp
+    if mode == "mixed":
+        x /= 2
+        np.rint(x, out=x)
+        x *= 2
+    else:
+        np.rint(x, out=x)
     low = -(fmt.weight_max + 1) if mode == "mixed" else -m_max
-    return np.clip(m, low, m_max).astype(np.int64), exp
+    np.clip(x, low, m_max, out=x)
+    return x.astype(mantissa_dtype(fmt)), exp
 
 
 def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +163,7 @@ def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming:
     for proj in (lnet.projections if incoming is None else incoming):
         if proj.post != post or proj.weights.nnz == 0:
             continue
-        peak = float(np.abs(proj.weights.data).max())
+        peak = _abs_max(proj.weights.data)
         limit = _mantissa_max(fmt, "mixed") * 2.0 ** fmt.weight_exp_max
         scale = min(scale, limit / peak)
     bias = lnet.populations[post].bias
@@ -152,7 +173,10 @@ def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming:
     return scale
 
 
-def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
+def quantize(lnet: LoweredNetwork, target: Target, consume: bool = False) -> IntNetwork:
+    """The target's integer network. With `consume`, each lowered projection is released once quantized
+    (lnet.projections is left empty): the float weights and the mantissas are never all held at once,
+    for a caller that owns the lowered network (the pipeline)."""
     fmt = target.format
     decay_max = (1 << fmt.decay_bits) - 1
     unity = 1 << fmt.decay_bits
@@ -190,7 +214,14 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
             v_unit=lp.v_scale / (scale * (1 << ACT_SHIFT)), v_offset=lp.v_offset,
         )
     projections: list[IntProjection] = []
-    for proj in lnet.projections:
+    incoming.clear()
+    lowered = lnet.projections
+    if consume:
+        lnet.projections = []
+    for k in range(len(lowered)):
+        proj = lowered[k]
+        if consume:
+            lowered[k] = None  # type: ignore[call-overload]  # its float weights are freed with `proj`
         where = f"projection {proj.pre!r} -> {proj.post!r}"
         if proj.delays.size and proj.delays.max() > fmt.max_delay:
             raise QuantizationError(
@@ -199,15 +230,24 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
             )
         mant, exp = _quantize_weights(proj.weights.data, scales[proj.post], fmt, where)
         keep = mant != 0
-        w = sp.csr_array((mant, proj.weights.indices, proj.weights.indptr), shape=proj.weights.shape)
-        delays = proj.delays
-        if not keep.all():
-            rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))[keep]
-            w = sp.csr_array((mant[keep], (rows, w.indices[keep])), shape=w.shape)
+        lw = proj.weights
+        delays = compact_int(proj.delays)
+        if keep.all():  # index arrays and delays shared with the lowered (and float) network, not copied
+            w = sp.csr_array((mant, lw.indices, lw.indptr), shape=lw.shape, copy=False)
+        elif lw.has_canonical_format:  # drop zero mantissas: rows keep their sorted order
+            kept_before = np.concatenate(([0], np.cumsum(keep)))
+            indptr = kept_before[lw.indptr].astype(lw.indptr.dtype)
+            w = sp.csr_array((mant[keep], lw.indices[keep], indptr), shape=lw.shape, copy=False)
+            delays = delays[keep]
+        else:
+            rows = np.repeat(np.arange(lw.shape[0]), np.diff(lw.indptr))[keep]
+            w = sp.csr_array((mant[keep], (rows, lw.indices[keep])), shape=lw.shape)
             w.sort_indices()
             delays = delays[keep]
+        del mant, keep
         if w.nnz:
-            projections.append(IntProjection(proj.pre, proj.post, w, delays.astype(np.int64), exp,
-                                             sign_mode_of(w.data), proj.structure))
+            projections.append(IntProjection(proj.pre, proj.post, w, delays, exp, sign_mode_of(w.data),
+                                             proj.structure))
+        del proj, lw, w, delays
     return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
                       target.name, lnet.dt, notes)

@@ -19,6 +19,7 @@ from ..errors import TargetError
 from ..mapping import Slice
 from ..targets.target import Target
 from .partition import ROLE_DELAY
+from .place import unique_tuples
 from .quantize import IntNetwork
 from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron
 
@@ -105,7 +106,9 @@ def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict
     for chunk in chunks(inet, offsets):
         stage = chunk.delay // slots
         assert not stage.size or stage.max() < 256, "delay stages are counted in 8 bits"
-        triples.append(np.unique((slice_of[chunk.pre] * 256 + stage) * n + slice_of[chunk.post]))
+        src, stg, dst = unique_tuples(slice_of[chunk.pre], stage, slice_of[chunk.post])
+        del chunk, stage
+        triples.append((src * 256 + stg) * n + dst)
     if not triples:
         return {}
     packed = np.unique(np.concatenate(triples))
