@@ -67,13 +67,17 @@ def coefficients(pop: Population, dt: float, discretization: str = "euler") -> C
     if kind in ("LIF", "CubaLIF", "IF"):
         thr = p["v_threshold"]
         v_reset = p["v_reset"]
+    # dt == tau gives alpha = 0 up to float32 rounding (snnTorch files at their own dt): clip that.
+    alpha_v = np.where(np.abs(np.asarray(alpha_v, float)) < 1e-6, 0.0, alpha_v)
+    alpha_i = np.where(np.abs(np.asarray(alpha_i, float)) < 1e-6, 0.0, alpha_i)
     for name, arr in (("alpha_v", alpha_v), ("alpha_i", alpha_i)):
         bad = (arr < 0) | (arr > 1)
         if np.any(bad):
             raise ParameterError(
                 f"population {pop.name!r}: dt={dt:g} s is longer than its time constant "
                 f"({name}={float(np.asarray(arr)[bad][0]):.3g} outside [0, 1]); forward Euler is unstable. "
-                "Fix: pass a smaller dt, or discretization='exp'"
+                "Fix: pass the exporter's convention (--convention snntorch|norse|sinabs|rockpool sets its dt), "
+                "a smaller dt, or discretization='exp'"
             )
     return CubaCoefficients(
         np.asarray(alpha_i, float), np.asarray(gain_in, float), np.asarray(alpha_v, float),

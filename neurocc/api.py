@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,15 @@ def read_raster(path: str | Path) -> np.ndarray:
     """An input raster: an .npz holding `input` of shape [T, *in_shape] (the corpus format)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "input" not in data.files:
-                raise InputError(f"{path}: no array named 'input' (has {data.files}). Fix: np.savez(path, input=x)")
-            return np.asarray(data["input"])
-    except (OSError, ValueError) as exc:
+        with open(path, "rb") as fh:  # our handle: closed on any error
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"{path}: a single .npy array, not an .npz archive. Fix: np.savez(path, input=x)")
+            with data:
+                if "input" not in data.files:
+                    raise InputError(f"{path}: no array named 'input' (has {data.files}). Fix: np.savez(path, input=x)")
+                return np.asarray(data["input"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: cannot read input raster ({exc}). Fix: an .npz holding `input` of shape "
                          "[T, *input_shape], written with np.savez(path, input=x)") from None
 

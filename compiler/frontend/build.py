@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from ..errors import GraphError, NeuroccError, ParameterError, UnsupportedNodeError
 from ..ir import INPUT, KIND_PARAMS, NEURON_KINDS, Network, Population, Projection, make_projection
+from ..neuron import coefficients
 from .reader import KNOWN_TYPES, RawGraph, RawNode
 from .unroll import conv_matrix, conv_output_size, pool_matrix
 
@@ -28,6 +29,9 @@ LINEAR_TYPES = frozenset({
 
 # Parameters that may be absent from real files, with the value NIR itself assumes.
 _DEFAULTS = {"v_reset": 0.0, "w_in": 1.0, "v_leak": 0.0, "r": 1.0}
+
+# Longest delay, in steps, that a projection can hold (int32 delays; no target gets near it).
+_MAX_DELAY_STEPS = 2**31 - 1
 
 # How each exporter encodes time (see docs/neuron-model.md and the corpus README).
 CONVENTIONS: dict[str, dict[str, Any]] = {
@@ -59,12 +63,15 @@ def _guard(name: str, node_type: str, doing: str) -> Iterator[None]:
         raise
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, MemoryError) as exc:
         raise ParameterError(
-            f"node {name!r} ({node_type}): malformed data while {doing} ({type(exc).__name__}: {exc}). "
+            f"node {name!r} ({node_type}): malformed data while {doing} ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}). "
             "Fix: re-export the model; check this node's parameter shapes and types"
         ) from None
 
 
 def _as_float_array(node: RawNode, key: str, value: Any) -> np.ndarray:
+    if value is None:
+        raise ParameterError(f"node {node.name!r} ({node.type}) is missing parameter {key!r}. Fix: re-export with it")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -87,7 +94,8 @@ def _int_tuple(node: RawNode, key: str, value: Any, n: int, default: int) -> tup
     if arr.size == 1:
         return (int(arr[0]),) * n
     if arr.size != n:
-        raise ParameterError(f"node {node.name!r} ({node.type}): {key!r} has {arr.size} values, expected {n}")
+        raise ParameterError(f"node {node.name!r} ({node.type}): {key!r} has {arr.size} values, expected {n}. "
+                             f"Fix: give one value, or one per spatial axis ({n})")
     return tuple(int(x) for x in arr)
 
 
@@ -159,9 +167,11 @@ class _Builder:
                         self.preds[d].append(s)
         for name, node in self.nodes.items():
             if node.type == "Input" and self.preds[name]:
-                raise GraphError(f"Input node {name!r} has incoming edges from {self.preds[name]}")
+                raise GraphError(f"Input node {name!r} has incoming edges from {self.preds[name]}. "
+                                 "Fix: an Input only feeds the graph; remove those edges")
             if node.type == "Output" and self.succs[name]:
-                raise GraphError(f"Output node {name!r} has outgoing edges to {self.succs[name]}")
+                raise GraphError(f"Output node {name!r} has outgoing edges to {self.succs[name]}. "
+                                 "Fix: an Output ends the graph; remove those edges")
             if node.type not in ("Input",) and not self.preds[name]:
                 raise GraphError(
                     f"node {name!r} ({node.type}) has no incoming edge, so nothing drives it. "
@@ -169,6 +179,24 @@ class _Builder:
                 )
         if not any(n.type == "Input" for n in self.nodes.values()):
             raise GraphError("the graph has no Input node. Fix: add a nir.Input feeding the first layer")
+        self._check_neuron_free_cycles()
+
+    def _check_neuron_free_cycles(self) -> None:
+        """Every cycle must pass through a neuron; one that does not has no value at any step."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_edges_from((s, d) for s, succ in self.succs.items() for d in succ
+                         if self.nodes[s].type not in NEURON_KINDS and self.nodes[d].type not in NEURON_KINDS)
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            return
+        path = " -> ".join(repr(s) for s, _ in cycle) + f" -> {cycle[0][0]!r}"
+        raise GraphError(
+            f"cycle through {cycle[0][0]!r} has no neuron in it ({path}), so its value is undefined at every "
+            "step. Fix: put a neuron (e.g. LIF) in the loop"
+        )
 
     # ---- parameters ------------------------------------------------------------------------
     def read_params(self) -> None:
@@ -202,7 +230,8 @@ class _Builder:
         elif t in ("Affine", "Linear"):
             w = _as_float_array(node, "weight", node.params.get("weight"))
             if w.ndim != 2:
-                raise ParameterError(f"node {name!r} ({t}): weight must be 2-d (out, in), got {w.shape}")
+                raise ParameterError(f"node {name!r} ({t}): weight must be 2-d (out, in), got {w.shape}. "
+                                     "Fix: re-export the layer's weight matrix")
             p["weight"] = w
             if t == "Affine":
                 b = node.params.get("bias")
@@ -213,8 +242,15 @@ class _Builder:
         elif t == "Delay":
             d = _as_float_array(node, "delay", node.params.get("delay"))
             if np.any(d < 0):
-                raise ParameterError(f"node {name!r} (Delay): delays must be >= 0 s, found {d.min():g}")
+                raise ParameterError(f"node {name!r} (Delay): delays must be >= 0 s, found {d.min():g}. "
+                                     "Fix: delays are non-negative durations in seconds")
             steps = np.rint(d / self.dt)
+            if steps.size and float(steps.max()) > _MAX_DELAY_STEPS:
+                raise ParameterError(
+                    f"node {name!r} (Delay): delay {float(d.max()):g} s is {float(steps.max()):.3g} steps of "
+                    f"dt={self.dt:g} s, beyond {_MAX_DELAY_STEPS} steps. Fix: delays are in seconds; check the "
+                    "exporter's units and dt"
+                )
             if np.any(np.abs(steps * self.dt - d) > 1e-6 * max(self.dt, 1e-12) + 1e-9 * np.abs(d)):
                 self.warn(f"delay-round-{name}", f"Delay {name!r}: delays are not multiples of dt="
                           f"{self.dt:g}; rounded to the nearest step")
@@ -223,12 +259,14 @@ class _Builder:
             nd = 1 if t == "Conv1d" else 2
             w = _as_float_array(node, "weight", node.params.get("weight"))
             if w.ndim != nd + 2:
-                raise ParameterError(f"node {name!r} ({t}): weight must be {nd + 2}-d, got {w.shape}")
+                raise ParameterError(f"node {name!r} ({t}): weight must be {nd + 2}-d (out, in/groups, *kernel), "
+                                     f"got {w.shape}. Fix: re-export the layer's kernel")
             p["weight"] = w
             groups = int(np.asarray(node.params.get("groups", 1) if node.params.get("groups") is not None
                                     else 1))
             if groups < 1 or w.shape[0] % groups:
-                raise ParameterError(f"node {name!r} ({t}): groups={groups} does not divide {w.shape[0]}")
+                raise ParameterError(f"node {name!r} ({t}): groups={groups} does not divide {w.shape[0]} output "
+                                     "channels. Fix: groups must divide the channel counts")
             p["groups"] = groups
             p["stride"] = _int_tuple(node, "stride", node.params.get("stride"), nd, 1)
             p["dilation"] = _int_tuple(node, "dilation", node.params.get("dilation"), nd, 1)
@@ -377,7 +415,8 @@ class _Builder:
             out = [conv_output_size(spatial[d], w.shape[2 + d], p["stride"][d], pad[d], p["dilation"][d])
                    for d in range(nd)]
             if min(out) < 1:
-                raise GraphError(f"{t} {name!r}: output would be empty for input {list(src)}")
+                raise GraphError(f"{t} {name!r}: output would be empty for input {list(src)}. Fix: check the "
+                                 "kernel, stride, padding and input_shape")
             return (w.shape[0], *out)
         if t in ("SumPool2d", "AvgPool2d"):
             if len(src) != 3:
@@ -396,7 +435,7 @@ class _Builder:
             if not (0 <= start <= end < nd):
                 return (int(np.prod(shape)),)
             return (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
-        raise UnsupportedNodeError(f"node {name!r}: type {t!r} is not handled")
+        raise UnsupportedNodeError(f"node {name!r}: type {t!r} is not handled. Fix: export it as a NIR 1.0 node")
 
     def _resolve_padding(self, name: str, spatial: tuple[int, ...]) -> tuple[int, ...]:
         p = self.params[name]
@@ -408,9 +447,11 @@ class _Builder:
             if pad == "same":
                 k = p["weight"].shape[2:]
                 if any(s != 1 for s in p["stride"]) or any((p["dilation"][d] * (k[d] - 1)) % 2 for d in range(nd)):
-                    raise ParameterError(f"node {name!r}: padding='same' needs stride 1 and an odd kernel extent")
+                    raise ParameterError(f"node {name!r}: padding='same' needs stride 1 and an odd kernel extent. "
+                                         "Fix: give the padding as integers")
                 return tuple(p["dilation"][d] * (k[d] - 1) // 2 for d in range(nd))
-            raise ParameterError(f"node {name!r}: padding {pad!r} is not 'same', 'valid' or integers")
+            raise ParameterError(f"node {name!r}: padding {pad!r} is not 'same', 'valid' or integers. "
+                                 "Fix: give the padding as integers")
         return pad
 
     def _in_size(self, name: str) -> int | None:
@@ -572,7 +613,8 @@ class _Builder:
             c, h, w = p["_in"]
             mat, _ = pool_matrix(c, (h, w), p["kernel_size"], p["stride"], p["padding"], t == "AvgPool2d")
             return {k: (mat @ m).tocsr() for k, m in terms.items()}, mat @ bias, None
-        raise UnsupportedNodeError(f"node {name!r}: {t} cannot sit between neurons")
+        raise UnsupportedNodeError(f"node {name!r}: {t} cannot sit between neurons. Fix: only linear nodes "
+                                   "(Affine, Linear, Scale, Conv, Pool, Flatten, Delay) connect neurons")
 
     def _to_projections(self, post: str, n_post: int, terms: dict, structure: dict | None,
                         populations: dict[str, Population]) -> list[Projection]:
@@ -611,23 +653,33 @@ class _Builder:
 
 def build_network(raw: RawGraph, dt: float | None = None, convention: str | None = None,
                   discretization: str | None = None) -> Network:
+    if convention is not None and convention not in CONVENTIONS:
+        raise ParameterError(f"unknown convention {convention!r}. Fix: use one of {', '.join(CONVENTIONS)}")
+    if convention is not None and "neurocc_dt" in raw.metadata:
+        warnings.warn(f"{raw.source}: written by neurocc.save, which stores NIR values and its dt; convention "
+                      f"{convention!r} describes another exporter's encoding and is ignored", NeuroccWarning,
+                      stacklevel=3)
+        convention = None
     conv = dict(CONVENTIONS.get(convention or "nir", {}))
     if convention is None and "neurocc_dt" in raw.metadata:
         # Written by neurocc.save: the file says how it was discretised.
         conv["dt"] = float(raw.metadata["neurocc_dt"])
         conv["discretization"] = str(raw.metadata.get("neurocc_discretization", "euler"))
         conv["written_by_neurocc"] = True
-    if convention is not None and convention not in CONVENTIONS:
-        raise ParameterError(f"unknown convention {convention!r}; known: {', '.join(CONVENTIONS)}")
     if discretization is not None:
         if discretization not in ("euler", "exp"):
-            raise ParameterError(f"discretization must be 'euler' or 'exp', not {discretization!r}")
+            raise ParameterError(f"discretization must be 'euler' or 'exp', not {discretization!r}. "
+                                 "Fix: pass one of those")
         conv["discretization"] = discretization
     step = float(dt) if dt is not None else float(conv["dt"])
     if not np.isfinite(step) or step <= 0:
-        raise ParameterError(f"dt must be a positive number of seconds, got {dt!r}")
+        raise ParameterError(f"dt must be a positive number of seconds, got {dt!r}. Fix: pass e.g. dt=1e-3")
     b = _Builder(raw, step, conv)
     b.flatten_structure()
     b.read_params()
     b.infer_shapes()
-    return b.compose()
+    net = b.compose()
+    for pop in net.populations.values():
+        if pop.kind != INPUT:
+            coefficients(pop, net.dt, net.discretization)  # ParameterError when dt is too long for Euler
+    return net

@@ -40,7 +40,9 @@ class RawGraph:
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
-    if isinstance(value, np.ndarray) and value.dtype == object:
+    if isinstance(value, np.ndarray) and value.dtype.kind in ("O", "S"):
+        # Variable-length strings come back as object arrays, fixed-length ones (h5py writers other
+        # than nir's) as bytes arrays; both hold node names.
         return np.array([_decode(v) for v in value.ravel()], dtype=object).reshape(value.shape)
     return value
 
@@ -52,6 +54,8 @@ def read_file(path: str | Path) -> RawGraph:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such file. Fix: check the path")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a .nir file. Fix: pass the .nir file itself")
     try:
         with h5py.File(path, "r") as f:
             if "node" not in f:
@@ -69,8 +73,8 @@ def read_file(path: str | Path) -> RawGraph:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ModelFileError(
-            f"{path}: cannot be read as NIR/HDF5 ({type(exc).__name__}: {exc}); the file is truncated or "
-            "not a .nir file. Fix: re-export it"
+            f"{path}: cannot be read as NIR/HDF5 ({type(exc).__name__}: {' '.join(str(exc).split())}); the file "
+            "is truncated or not a .nir file. Fix: re-export it"
         ) from None
     return RawGraph(nodes, edges, str(path), metadata)
 
@@ -81,9 +85,10 @@ def _read_group(group: Any, prefix: str, nodes: dict[str, RawNode], edges: list[
         raise ModelFileError(f"{where}: group {group.name!r} has no 'type'. Fix: re-export the file")
     gtype = _decode(group["type"][()])
     if gtype != "NIRGraph":
-        raise ModelFileError(f"{where}: top-level node is {gtype!r}, expected 'NIRGraph'")
+        raise ModelFileError(f"{where}: top-level node is {gtype!r}, expected 'NIRGraph'. "
+                             "Fix: export the whole model with nir.write")
     if "nodes" not in group:
-        raise ModelFileError(f"{where}: graph {group.name!r} has no 'nodes'")
+        raise ModelFileError(f"{where}: graph {group.name!r} has no 'nodes'. Fix: re-export the file")
     for name in group["nodes"]:
         sub = group["nodes"][name]
         full = prefix + name

@@ -59,13 +59,22 @@ def save(net: Network, path: str | Path) -> Path:
 
     path = Path(path)
     graph = to_nir_graph(net)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nir.tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".nir.tmp", dir=path.parent)
+    except OSError as exc:  # a parent is a file, or not writable
+        blocker = next((q for q in [path.parent, *path.parent.parents] if q.exists()), path.parent)
+        why = f"{blocker} is not a directory" if not blocker.is_dir() else (exc.strerror or str(exc))
+        raise ModelFileError(
+            f"{path}: cannot create a file in {path.parent} ({why}). Fix: save to a path in a writable directory"
+        ) from None
     os.close(fd)
     try:
         nir.write(tmp, graph)
         os.replace(tmp, path)
     except Exception as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise ModelFileError(f"{path}: could not write NIR ({exc})") from exc
+        raise ModelFileError(
+            f"{path}: could not write NIR ({exc}). Fix: save to a writable path that is not a directory"
+        ) from exc
     return path
