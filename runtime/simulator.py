@@ -278,13 +278,17 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
                 s = fired[off:off + inet.populations[name].size]
             if not s.any():
                 continue
+            binary = s.dtype == bool
             for post_off, n_post, ev in outgoing[name]:
-                acc = ev.accumulate(s.astype(np.int64) if s.dtype == bool else s)
+                acc = ev.accumulate(s, binary=binary)
                 if acc is None:
                     continue
                 # Delay d lands at t + 1 + d: slots t+1 .. t+n_delays of the ring.
-                idx = (t + 1 + np.arange(ev.n_delays)) % slots
-                buf[idx, post_off:post_off + n_post] += acc
+                if ev.n_delays == 1:
+                    buf[(t + 1) % slots, post_off:post_off + n_post] += acc[0]
+                else:
+                    idx = (t + 1 + np.arange(ev.n_delays)) % slots
+                    buf[idx, post_off:post_off + n_post] += acc
     res = SimResult({}, steps=steps)
     for name in inet.inputs:
         res.spikes[name] = inputs[name] != 0

@@ -49,23 +49,27 @@ class EventProjection:
         if cells <= DENSE_MAX_CELLS and weights.nnz >= DENSE_MIN_DENSITY * cells:
             self.dense = np.ascontiguousarray(csc.T.toarray().astype(np.int64))
 
-    def accumulate(self, spikes: np.ndarray) -> np.ndarray | None:
-        """(n_delays, n_post) int64 input for the spikes of one step, shifted by the weight exponent."""
+    def accumulate(self, spikes: np.ndarray, binary: bool = False) -> np.ndarray | None:
+        """(n_delays, n_post) int64 input for the spikes of one step, shifted by the weight exponent.
+        `binary`: spikes is a bool vector (every count is 1), so the per-spike counts are not checked."""
         active = np.flatnonzero(spikes)
         if active.size == 0:
             return None
         if self.dense is not None:
-            counts = spikes[active]
             rows = self.dense[active]
-            acc = rows.sum(axis=0) if np.all(counts == 1) else counts.astype(np.int64) @ rows
+            if binary:
+                acc = rows.sum(axis=0)
+            else:
+                counts = spikes[active]
+                acc = rows.sum(axis=0) if np.all(counts == 1) else counts.astype(np.int64) @ rows
             e = self.weight_exp
             acc = acc.reshape(self.n_delays, self.n_post)
             return np.left_shift(acc, e) if e > 0 else np.right_shift(acc, -e)
         idx = gather_ranges(self.indptr, active)
         if idx.size == 0:
             return None
-        counts = spikes[active]
-        if np.all(counts == 1):
+        counts = None if binary else spikes[active]
+        if counts is None or np.all(counts == 1):
             weights = self.binary_data[idx]
         else:
             per_col = np.repeat(counts, np.diff(self.indptr)[active])
