@@ -1,24 +1,41 @@
 """Property tests: random valid networks give the same spikes on every executor as the reference.
 
-Bounded examples (Lava costs seconds per network); the fast executors get more examples.
+Bounded examples (Lava costs seconds per network); the fast executors get more examples. Besides the
+random networks (strategies.networks), edge_networks sits on each target's format edges to the bit: the
+largest weight mantissa at the largest exponent (threshold mantissa 1, so the 24-bit state wraps), just
+past it (refused with QuantizationError), the largest delay, threshold mantissa 2^14, the largest bias.
+
+A network that does not fit a target is not an example: compile's named refusal (QuantizationError,
+TargetError) rejects it with assume(); any other exception fails. Too many rejections fail too
+(hypothesis's filter_too_much health check stays on).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import neurocc
 from neurocc.compiler.pipeline import compile_network
+from neurocc.compiler.targets.target import load_target
 from neurocc.runtime.simulator import simulate_int
 
-from .strategies import networks
+from .strategies import EdgeCase, edge_networks, networks
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 SLOW = settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+# The executor properties keep filter_too_much: if most examples did not fit, the property would test nothing.
+_CHECKED = [h for h in HealthCheck if h != HealthCheck.filter_too_much]
+MEDIUM = settings(max_examples=40, deadline=None, suppress_health_check=_CHECKED)
+EDGES = settings(max_examples=80, deadline=None, suppress_health_check=_CHECKED)
+SPINNAKER = ("spinnaker1", "spinnaker2")
+CORTEXM = ("stm32f405", "nrf52840", "stm32h743")
 
 
 def _compile(graph, target: str):
@@ -62,39 +79,123 @@ def test_lava_equals_reference(tmp_path_factory, case) -> None:
             assert np.array_equal(got[name], ref.spikes[name]), name
 
 
+# ---- SpiNNaker tables and the Cortex-M engine ------------------------------------------------------------------
+
+def _fitting(graph, target: str):
+    """neurocc.compile, or reject the example if (and only if) compile refuses it by name as not fitting."""
+    net = neurocc.load(graph, dt=1e-3)
+    try:
+        return neurocc.compile(net, target, progress=False)
+    except (neurocc.QuantizationError, neurocc.TargetError) as exc:
+        event(f"does not fit {target}: {type(exc).__name__}")
+        assume(False)
+
+
+def _edge_mapping(case: EdgeCase, target: str):
+    """An edge network past the weight edge must be refused by name; one on it must compile."""
+    if not case.fits:
+        with pytest.raises(neurocc.QuantizationError, match="exceed"):
+            neurocc.compile(neurocc.load(case.graph, dt=1e-3), target, progress=False)
+        return None
+    return _fitting(case.graph, target)
+
+
 def _assert_same(mapping, raster, got: dict[str, np.ndarray]) -> None:
     ref = simulate_int(mapping.network, raster, record=False)
     for name, pop in mapping.network.populations.items():
         if pop.kind != "input":
-            assert np.array_equal(np.asarray(got[name], dtype=bool), ref.spikes[name]), name
+            want = ref.spikes[name]
+            have = np.asarray(got[name], dtype=bool)
+            diff = np.argwhere(have != want)
+            assert not diff.size, f"population {name!r}: first divergence at step {diff[0][0]}, neuron {diff[0][1]}"
 
 
-MEDIUM = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-@MEDIUM
-@given(case=networks(max_delay=143), target=st.sampled_from(["spinnaker1", "spinnaker2"]))
-def test_spinnaker_tables_equal_reference(tmp_path_factory, case, target: str) -> None:
-    """Delays up to SpiNNaker's 143 steps: 16 native slots plus delay-extension stages."""
+def _spinnaker(tmp_path_factory, mapping, raster) -> None:
     from neurocc.runtime.spinnaker_exec import run
 
-    graph, raster = case
-    _, mapping = _compile(graph, target)
-    if mapping is None:
-        return
     out = mapping.emit(Path(tmp_path_factory.mktemp("spinnaker")) / "out")
     _assert_same(mapping, raster, run(out, raster).spikes)
 
 
 @MEDIUM
-@given(case=networks(max_delay=63), target=st.sampled_from(["stm32f405", "nrf52840", "stm32h743"]))
-def test_cortexm_engine_equals_reference(tmp_path_factory, case, target: str) -> None:
-    """The firmware's C engine, built for the host, from the emitted model image."""
+@given(case=networks(max_delay=143), target=st.sampled_from(SPINNAKER))
+def test_spinnaker_tables_equal_reference(tmp_path_factory, case, target: str) -> None:
+    """Delays up to SpiNNaker's 143 steps: 16 native slots plus delay-extension stages."""
+    graph, raster = case
+    _spinnaker(tmp_path_factory, _fitting(graph, target), raster)
+
+
+@EDGES
+@given(data=st.data(), target=st.sampled_from(SPINNAKER))
+def test_spinnaker_tables_equal_reference_at_format_edges(tmp_path_factory, data, target: str) -> None:
+    case = data.draw(edge_networks(target))
+    mapping = _edge_mapping(case, target)
+    if mapping is not None:
+        _spinnaker(tmp_path_factory, mapping, case.raster)
+
+
+@pytest.fixture(scope="session")
+def host_engine(tmp_path_factory) -> Path:
+    """The firmware's C engine built for the host, in a build directory of its own."""
+    from neurocc.runtime.serial.firmware import build_host
+
+    if os.environ.get("CI") == "true" or shutil.which("gcc"):
+        return build_host(tmp_path_factory.mktemp("firmware"))  # no gcc: ToolchainError, in CI a failure
+    pytest.skip("gcc not installed (scripts/install.sh installs it)")
+
+
+def _cortexm(tmp_path_factory, exe: Path, mapping, raster) -> None:
     from neurocc.runtime.cortexm_host import run_host
 
-    graph, raster = case
-    _, mapping = _compile(graph, target)
-    if mapping is None:
-        return
     out = mapping.emit(Path(tmp_path_factory.mktemp("cortexm")) / "out")
-    _assert_same(mapping, raster, run_host(out, raster))
+    _assert_same(mapping, raster, run_host(out, raster, exe))
+
+
+@MEDIUM
+@given(case=networks(max_delay=63), target=st.sampled_from(CORTEXM))
+def test_cortexm_engine_equals_reference(tmp_path_factory, host_engine: Path, case, target: str) -> None:
+    """The firmware's C engine, built for the host, from the emitted model image."""
+    graph, raster = case
+    _cortexm(tmp_path_factory, host_engine, _fitting(graph, target), raster)
+
+
+@EDGES
+@given(data=st.data(), target=st.sampled_from(CORTEXM))
+def test_cortexm_engine_equals_reference_at_format_edges(tmp_path_factory, host_engine: Path, data,
+                                                         target: str) -> None:
+    case = data.draw(edge_networks(target))
+    mapping = _edge_mapping(case, target)
+    if mapping is not None:
+        _cortexm(tmp_path_factory, host_engine, mapping, case.raster)
+
+
+# ---- the edges are where edge_networks says ---------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data(), target=st.sampled_from(["loihi2", *SPINNAKER, "stm32f405"]))
+def test_edge_networks_reach_the_format_edges(data, target: str) -> None:
+    """On the edge: threshold mantissa 1, the largest mantissa at the largest exponent (a bias on its edge
+    instead sets the threshold); tiny weights: threshold mantissa 2^14; the largest delay is used."""
+    case = data.draw(edge_networks(target))
+    fmt = load_target(target).format
+    net = neurocc.load(case.graph, dt=1e-3)
+    if not case.fits:
+        with pytest.raises(neurocc.QuantizationError, match="exceed"):
+            neurocc.compile(net, target, progress=False)
+        return
+    inet = neurocc.compile(net, target, progress=False).network
+    vth = {p.vth for p in inet.populations.values() if p.kind != "input"}
+    projections = [p for p in inet.projections if p.weights.nnz]
+    mant = max(int(np.abs(np.asarray(p.weights.data, dtype=np.int64)).max()) for p in projections)
+    if case.bias_edge:
+        assert vth == {1}
+        assert max(int(np.abs(p.bias_mant).max()) for p in inet.populations.values() if p.kind != "input") \
+            == fmt.bias_mant_max
+    elif case.factor == 1.0:
+        assert vth == {1}
+        assert mant == fmt.weight_max - 1
+        assert max(p.weight_exp for p in projections) == fmt.weight_exp_max
+    elif case.factor < 2.0**-10:
+        assert vth == {1 << 14}
+    if case.delays:
+        assert max(int(p.delays.max()) for p in projections if p.delays.size) == fmt.max_delay

@@ -93,22 +93,26 @@ static void error(proto_t *p, uint8_t seq, uint8_t code, uint32_t detail) {
     reply(p, CMD_ERROR, seq, 5);
 }
 
-/* a NAK for a frame we could not read: not cached, so the last good reply survives for retries */
 #define FAIL(code, detail)              \
     do {                                 \
         error(p, seq, code, detail);     \
         return;                          \
     } while (0)
 
-static void nak_bad_frame(proto_t *p) {
+/* An error that leaves the cached reply alone: a NAK for a frame we could not read, or the refusal of
+ * a frame outside the retry session (seq 0xFF, a malformed PING). The cache must stay the reply to
+ * last_seq, so that a retry of the last request still gets it and is not executed twice. */
+static void error_uncached(proto_t *p, uint8_t seq, uint8_t code, uint32_t detail) {
     uint8_t b[2 + 5 + 4];
     b[0] = CMD_ERROR;
-    b[1] = PROTO_SEQ_NONE;
-    b[2] = PERR_BAD_FRAME;
-    wr32(b + 3, p->link.frames_bad);
+    b[1] = seq;
+    b[2] = code;
+    wr32(b + 3, detail);
     wr32(b + 7, snn_crc32(0, b, 7));
     send_raw(p, b, sizeof b);
 }
+
+static void nak_bad_frame(proto_t *p) { error_uncached(p, PROTO_SEQ_NONE, PERR_BAD_FRAME, p->link.frames_bad); }
 
 /* ---- model slots ---- */
 
@@ -383,7 +387,10 @@ static void handle(proto_t *p) {
     blen = p->rx_len - 6u;
     if (type == CMD_PING) {
         /* sync: a new session; forget the retry cache */
-        if (blen != 4) FAIL(PERR_BAD_ARG, blen);
+        if (blen != 4) {
+            error_uncached(p, seq, PERR_BAD_ARG, blen);
+            return;
+        }
         memmove(p->tx + 2, body, 4);
         p->tx[6] = PROTO_VERSION;
         p->tx[7] = SNN_IMG_VERSION;
@@ -393,7 +400,10 @@ static void handle(proto_t *p) {
         p->last_seq = -1;
         return;
     }
-    if (seq == PROTO_SEQ_NONE) FAIL(PERR_BAD_ARG, 0);
+    if (seq == PROTO_SEQ_NONE) {
+        error_uncached(p, seq, PERR_BAD_ARG, 0);
+        return;
+    }
     if ((int)seq == p->last_seq) {
         /* the host did not get our reply: send it again, do not execute twice */
         p->link.frames_dup++;

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...compiler.errors import NeuroccError
+from ...compiler.errors import InputError, NeuroccError
 from . import framing as fr
 
 
@@ -292,8 +292,10 @@ class DeviceClient:
         body = bytearray([1 if report_all else 0, len(inputs)])
         for row in inputs:
             fr.encode_spikes(row, body)
-        if len(body) + 6 > max_frame:
-            raise ValueError("STEP request larger than the device's frame")
+        if len(body) + 6 > max_frame:  # run() sends one step alone when it is this wide
+            raise InputError(f"STEP: {len(inputs)} step(s) of input take {len(body) + 6} bytes, the device reads "
+                             f"frames of at most {max_frame}. Fix: fewer input neurons or smaller spike counts per "
+                             "step (bin the input more finely)")
         r = self.exchange(fr.STEP, bytes(body), "STEP", timeout=self.timeout + 0.002 * len(inputs),
                           probe_after=min(3, self.retries) if len(inputs) > 1 else None).body
         with self._reply("STEP"):
