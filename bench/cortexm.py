@@ -158,7 +158,7 @@ def bench_networks(quick: bool):
     import scipy.sparse as sp
 
     import neurocc
-    from neurocc.compiler.passes.quantize import IntNetwork, IntPopulation, IntProjection, sign_mode_of
+    from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection, sign_mode_of
     from neurocc.compiler.pipeline import to_integer
     from neurocc.compiler.targets.target import load_target
 

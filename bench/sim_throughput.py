@@ -125,7 +125,8 @@ def lava_timing(long_runs: list, short_runs: list, steps: int, short: int) -> di
 
 def one(name: str, sizes: list[int], p_in: float, gain: list[float], about: str, args: argparse.Namespace) -> dict:
     import neurocc
-    from neurocc.backends.lava import emit, run_detailed
+    from neurocc.backends.lava import emit
+    from neurocc.runtime.executors.lava import run_detailed
     from neurocc.runtime.simulator import integer_inputs, simulate_int
 
     steps, short = args.steps, args.short_steps
@@ -197,7 +198,8 @@ def one(name: str, sizes: list[int], p_in: float, gain: list[float], about: str,
 def granularity_check(args: argparse.Namespace, name: str = "multilayer_3x400_high_activity", steps: int = 100) -> dict:
     """Lava run_s for both emit granularities on one network (start-up included: the choice is about both)."""
     import neurocc
-    from neurocc.backends.lava import emit, run_detailed
+    from neurocc.backends.lava import emit
+    from neurocc.runtime.executors.lava import run_detailed
 
     sizes, p_in, gain, _ = NETWORKS[name]
     with warnings.catch_warnings():

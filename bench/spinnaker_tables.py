@@ -80,8 +80,8 @@ def one(name: str, net, given: np.ndarray | None, target_name: str, steps: int) 
     from neurocc.compiler.passes.route import compress
     from neurocc.compiler.pipeline import compile_network
     from neurocc.compiler.targets.target import Mesh, load_target
+    from neurocc.runtime.executors.spinnaker import run
     from neurocc.runtime.simulator import simulate_int
-    from neurocc.runtime.spinnaker_exec import run
 
     target = load_target(target_name)
     while True:  # the shipped board; grown (as a user's own target file would be) only if the net needs it
@@ -95,7 +95,7 @@ def one(name: str, net, given: np.ndarray | None, target_name: str, steps: int) 
                 raise
             m = target.mesh
             target = dataclasses.replace(target, mesh=Mesh(m.topology, m.chips_x + 2, m.chips_y + 2, m.cores_per_chip))
-    routing = mapping.extra["routing"]
+    routing = mapping.routing
     forced = sum(len(compress(t, routing.defaulted.get(c, []), 0, force=True)) for c, t in routing.tables.items())
     raster = _raster(mapping.network, steps, given, seed=1)
     with tempfile.TemporaryDirectory() as tmp:

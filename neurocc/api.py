@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .compiler.errors import ArtifactError, InputError
-from .compiler.ir import Network
-from .compiler.mapping import NETWORK_FILE, Mapping, load_int_network
+from .compiler.backend import backend_for
+from .compiler.errors import ArtifactError, InputError, TargetError
+from .compiler.ir import NETWORK_FILE, Mapping, Network, load_int_network
 from .compiler.pipeline import compile_network, to_integer
 from .compiler.targets.target import Target
 from .runtime.report import (
@@ -136,45 +136,25 @@ def first_divergence(reference: dict[str, np.ndarray], got: dict[str, np.ndarray
 
 
 def verify(out_dir: str | Path, raster: np.ndarray, emulate: bool = True) -> VerifyReport:
-    """Run emitted artifacts on their executor and diff every spike against the reference simulator.
+    """Run emitted artifacts on their family's executor and diff every spike against the reference simulator.
 
-    Executors: Lava (loihi), the SpiNNaker table executor (spinnaker), and for Cortex-M the firmware
-    on QEMU when QEMU models the board and `emulate` is true, the host-built engine otherwise.
+    The executor is the one the family's Backend record names: Lava (loihi), the SpiNNaker table
+    executor (spinnaker), the firmware (cortexm: on QEMU when QEMU models the board and `emulate` is
+    true, the host-built engine otherwise).
     """
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     inet = load_int_network(out_dir / NETWORK_FILE)
     reference = simulate_int(inet, raster, record=False)
     family = manifest.get("family")
-    details: dict[str, Any] = {}
-    if family == "loihi":
-        from .backends.lava.executor import run as run_lava
-
-        got = run_lava(out_dir, raster)
-        executor = "Lava Loihi2SimCfg(fixed_pt)"
-    elif family == "spinnaker":
-        from .runtime.spinnaker_exec import run as run_tables
-
-        result = run_tables(out_dir, raster)
-        got = result.spikes
-        executor = "SpiNNaker table executor"
-        details = {"packets": result.packets, "synaptic_events": result.synaptic_events,
-                   "link_packets": result.link_packets, "lookups": result.lookups}
-    elif family == "cortexm":
-        qemu_machine = manifest.get("cortexm", {}).get("qemu_machine")
-        if emulate and qemu_machine:
-            from .runtime.serial import run_emulated
-
-            got = run_emulated(out_dir, raster)
-            executor = f"firmware on QEMU {qemu_machine} (flashed over AN3155, model protocol over USART1)"
-        else:
-            from .runtime.cortexm_host import run_host
-
-            got = run_host(out_dir, raster)
-            executor = "firmware engine built for the host (gcc)"
-    else:
-        raise ArtifactError(f"{out_dir}: no executor for target family {family!r}")
-    ref_spikes = {k: v for k, v in reference.spikes.items() if inet.populations[k].kind != "input"}
-    div = first_divergence(ref_spikes, got)
-    return VerifyReport(str(out_dir), str(family), executor, reference.steps, list(ref_spikes), div is None, div,
-                        got, details)
+    if not isinstance(family, str):
+        raise ArtifactError(f"{out_dir}: the manifest names no target family. Fix: compile again")
+    try:
+        backend = backend_for(family)
+    except TargetError:
+        raise ArtifactError(f"{out_dir}: no executor for target family {family!r}") from None
+    run = backend.executor(out_dir, raster, emulate)
+    ref_spikes = {k: v for k, v in reference.spikes.items() if not inet.populations[k].is_input}
+    div = first_divergence(ref_spikes, run.spikes)
+    return VerifyReport(str(out_dir), family, run.executor, reference.steps, list(ref_spikes), div is None, div,
+                        run.spikes, run.details)

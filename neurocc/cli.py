@@ -79,8 +79,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     mapping = compile_(net, args.target, progress=False if args.quiet else None, inputs=raster)
     out = mapping.emit(args.output)
     summary = mapping.summary()
-    print(f"compiled for {args.target}: {summary['neurons']} neurons, {summary['synapses']} synapses, "
-          f"{summary['cores_used']} cores on {summary['chips_used']} chip(s) -> {out}")
+    where = (f"{len(mapping.slices)} populations on one CPU" if mapping.target.one_cpu else
+             f"{summary['cores_used']} cores on {summary['chips_used']} chip(s)")
+    print(f"compiled for {args.target}: {summary['neurons']} neurons, {summary['synapses']} synapses, {where} -> {out}")
     if args.timings:
         for name, sec in mapping.timings.items():
             print(f"  {name:<12} {sec * 1e3:9.2f} ms")
@@ -110,15 +111,24 @@ def cmd_place(args: argparse.Namespace) -> int:
     net = _load(args)
     raster = read_raster(args.input) if args.input else None
     mapping = compile_(net, args.target, progress=False if args.quiet else None, inputs=raster)
-    usage = mapping.extra["usage"]
-    budget = mapping.target.core
-    print(f"{mapping.target.name}: {len(mapping.slices)} cores on {len({s.chip for s in mapping.slices})} chip(s); "
-          f"placement {mapping.extra['placement_method']}; routing entries {mapping.extra['routing_entries_before']} "
-          f"-> {mapping.extra['routing_entries_after']} after compression")
-    print(table(["slice", "chip", "core", "neurons", "synapses", "synapse B", "of budget", "fan-in", "out axons"],
-                [[s.label, f"{s.chip[0]},{s.chip[1]}", s.core, u.neurons, u.synapses, u.synapse_bytes,
-                  f"{100 * u.synapse_bytes / budget.synapse_memory_bytes:.1f}%", u.fan_in, u.out_axons]
-                 for s, u in zip(mapping.slices, usage, strict=True)]))
+    if mapping.target.one_cpu:
+        image = mapping.image
+        print(f"{mapping.target.name}: {len(mapping.slices)} populations on one CPU"
+              + (f"; model image {image.size} B, flash {image.fit.get('flash_needed')} of "
+                 f"{image.fit.get('flash_bytes')} B, RAM {image.fit.get('ram_needed')} of "
+                 f"{image.fit.get('ram_bytes')} B" if image is not None else ""))
+    else:
+        usage, budget, routing = mapping.usage or [], mapping.target.core, mapping.routing
+        placement = mapping.placement
+        print(f"{mapping.target.name}: {len(mapping.slices)} cores on {len({s.chip for s in mapping.slices})} "
+              f"chip(s); placement {placement.method if placement else '-'}; routing entries "
+              f"{routing.entries_before() if routing else 0} -> {routing.entries_after() if routing else 0} "
+              "after compression")
+        print(table(["slice", "chip", "core", "neurons", "synapses", "synapse B", "of budget", "fan-in",
+                     "out axons"],
+                    [[s.label, f"{s.chip[0]},{s.chip[1]}", s.core, u.neurons, u.synapses, u.synapse_bytes,
+                      f"{100 * u.synapse_bytes / budget.synapse_memory_bytes:.1f}%", u.fan_in, u.out_axons]
+                     for s, u in zip(mapping.slices, usage, strict=True)]))
     if raster is None:
         print()
         raster = _random_raster(mapping, args.steps, args.rate)
@@ -174,17 +184,29 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
+    from .compiler.backend import backend_for, families
     from .compiler.targets.target import load_target, shipped_targets
     from .runtime.report import table
 
-    rows = []
-    for name in shipped_targets():
-        t = load_target(name)
-        rows.append([name, t.family, f"{t.mesh.chips_x}x{t.mesh.chips_y}x{t.mesh.cores_per_chip}",
-                     t.core.neurons, t.core.synapse_memory_bytes, t.core.input_axons, t.core.delay_slots,
-                     t.router.entries_per_chip, f"{t.format.weight_bits}b", t.format.max_delay])
+    targets = [load_target(name) for name in shipped_targets()]
+    mesh_rows, cpu_rows = [], []
+    for t in targets:
+        if t.mesh is not None and t.core is not None and t.router is not None:
+            mesh_rows.append([t.name, t.family, f"{t.mesh.chips_x}x{t.mesh.chips_y}x{t.mesh.cores_per_chip}",
+                              t.core.neurons, t.core.synapse_memory_bytes, t.core.input_axons, t.core.delay_slots,
+                              t.router.entries_per_chip, f"{t.format.weight_bits}b", t.format.max_delay])
+        else:
+            memory, board = t.memory, t.board
+            cpu_rows.append([t.name, t.family, board.name if board else "-", memory.flash_bytes if memory else "-",
+                             memory.ram_bytes if memory else "-", f"{t.format.weight_bits}b", t.format.max_delay])
     print(table(["target", "family", "chips x cores", "neurons/core", "synapse B/core", "fan-in",
-                 "delay slots", "router entries", "weights", "max delay"], rows))
+                 "delay slots", "router entries", "weights", "max delay"], mesh_rows))
+    if cpu_rows:
+        print()
+        print(table(["target", "family", "board", "flash B", "RAM B", "weights", "max delay"], cpu_rows))
+    print()
+    print("families: " + "; ".join(f"{f} ({backend_for(f).description}; passes "
+                                   f"{' -> '.join(p.name for p in backend_for(f).passes)})" for f in families()))
     return 0
 
 

@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..compiler.mapping import Mapping
-from ..compiler.passes.partition import ROLE_DELAY
-from ..compiler.passes.quantize import IntNetwork
-from ..compiler.passes.route import N_LINKS, Routing, step
+from ..compiler.ir import IntNetwork, Mapping, Role, Routing
+from ..compiler.targets.mesh import N_LINKS, step
 from .simulator import SimResult, simulate_int
 
 
@@ -140,10 +138,11 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
             raise ValueError("simulate_placement needs a raster or a reference result")
         result = simulate_int(mapping.network, raster, record=False)
     inet, target = mapping.network, mapping.target
-    routing: Routing = mapping.extra["routing"]
-    usage = mapping.extra.get("usage")
+    routing: Routing | None = mapping.routing  # None on one CPU: no packets leave it
+    usage = mapping.usage
     cost = target.cost
-    slots = target.core.delay_slots
+    # Delays at or beyond a core's slots are re-sent by delay extensions; one CPU's rings hold them all.
+    slots = target.core.delay_slots if target.core is not None else target.format.max_delay + 1
     steps = result.steps
     slices = mapping.slices
     spikes = {k: result.spikes[s.population][:, s.start:s.stop].astype(np.int64) for k, s in enumerate(slices)}
@@ -153,7 +152,7 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
     # delay // slots == s in the destination slice, s x slots steps later.
     neuron_slices: dict[str, list[int]] = {}
     for k, sl in enumerate(slices):
-        if sl.role != ROLE_DELAY:
+        if sl.role != Role.DELAY:
             neuron_slices.setdefault(sl.population, []).append(k)
     for proj in inet.projections:
         csr = proj.weights
@@ -172,13 +171,13 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
     hop_total = 0.0
     packets_total = 0.0
     max_hops = 0
-    for e_idx, em in enumerate(routing.emitters):
+    for e_idx, em in enumerate(routing.emitters if routing is not None else []):
         tree = routing.trees[e_idx]
         src = slices[em.slice_index]
         # A delay-extension emitter re-sends, `stage` x slots steps later, the spikes of those source
         # neurons that have a synapse at that stage (its per-stage bit field, as sPyNNaker's delay_blocks):
         # a neuron without one would send a packet no core has a row for.
-        if src.role == ROLE_DELAY:
+        if src.role == Role.DELAY:
             needed = _stage_neurons(inet, src.population, src.start, src.stop, em.stage, slots)
             per_stage = spikes[em.slice_index][:, needed].sum(axis=1)
             sent = _shift(per_stage, em.stage * slots).astype(float)
@@ -195,11 +194,11 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
     cores = []
     step_time = np.zeros(steps)
     # A "single" mesh is one CPU (an MCU) that runs every slice in turn: its step takes the sum.
-    one_cpu = target.mesh.topology == "single"
+    one_cpu = target.one_cpu or target.mesh.topology == "single"
     e_syn = e_upd = e_spk = 0.0
     for k, s in enumerate(slices):
         neurons = s.size if s.role == "neurons" else 0
-        out_spikes = per_step_spikes[k] if s.role != ROLE_DELAY else np.zeros(steps)
+        out_spikes = per_step_spikes[k] if s.role != Role.DELAY else np.zeros(steps)
         t = events[:, k] * cost.time_per_synaptic_event_s + neurons * cost.time_per_neuron_update_s \
             + out_spikes * cost.time_per_spike_s
         step_time = step_time + t if one_cpu else np.maximum(step_time, t)
@@ -211,7 +210,8 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
             "events_per_step": float(events[:, k].mean()), "events_max": float(events[:, k].max()),
             "spikes_per_step": float(out_spikes.mean()), "time_per_step_s": float(t.mean()),
             "time_max_s": float(t.max()),
-            "synapse_bytes": int(usage[k].synapse_bytes) if usage is not None else 0,
+            "synapse_bytes": int(usage[k].synapse_bytes) if usage is not None else
+            (mapping.image.flash_by_population.get(s.population, 0) if mapping.image is not None else 0),
         })
     e_hop = sum(v.sum() for v in links.values()) * cost.energy_per_hop_j
     breakdown = {"synaptic": e_syn, "neuron": e_upd, "spike": e_spk, "links": e_hop}

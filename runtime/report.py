@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler.ir import INPUT, Network
-from ..compiler.passes.quantize import IntNetwork
+from ..compiler.ir import INPUT, IntNetwork, Network
 from .simulator import SimResult
 
 

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from ..compiler.errors import InputError
 from ..compiler.ir import INPUT, Network
+from ..compiler.ir.lif import LifNeurons, Widths
 from ..compiler.neuron import coefficients
 from .synapses import EventProjection
 
@@ -177,23 +178,6 @@ def simulate_float(net: Network, raster: np.ndarray | dict[str, np.ndarray], lat
 
 # ---- integer reference (the golden model) ---------------------------------------------------
 
-def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    """Two's-complement wrap of int64 values to `bits` bits."""
-    half = np.int64(1) << (bits - 1)
-    return ((x + half) & ((np.int64(1) << bits) - 1)) - half
-
-
-def decay(x: np.ndarray, d: int, shift: int = 12) -> np.ndarray:
-    """Lava's decay: sign(x*(2**shift - d)) * (|x*(2**shift - d)| >> shift), truncating toward zero."""
-    prod = x.astype(np.int64) * ((1 << shift) - d)
-    return np.sign(prod) * (np.abs(prod) >> shift)
-
-
-def shift_exp(acc: np.ndarray, exp: int) -> np.ndarray:
-    """Dense's weight exponent: left shift, or arithmetic (flooring) right shift."""
-    return np.left_shift(acc, exp) if exp > 0 else np.right_shift(acc, -exp)
-
-
 def integer_inputs(inet, raster) -> dict[str, np.ndarray]:
     """Input rasters as int64; the integer model carries binary or graded integer spikes only."""
     parts = raster if isinstance(raster, dict) else {inet.inputs[0]: np.asarray(raster)}
@@ -221,13 +205,10 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
     Every LIF neuron of every population updates in one vectorised pass per step (all their input
     was sent in earlier steps), so the per-step cost does not grow with the number of populations.
     """
-    fmt = inet.format
     inputs = integer_inputs(inet, raster)
     steps = next(iter(inputs.values())).shape[0]
-    state_max = np.int64(1) << (fmt.state_bits - 1)
-    vmax = state_max - 1
     slots = max((p.max_delay for p in inet.projections), default=0) + 2
-    lifs = [n for n, p in inet.populations.items() if p.kind != "input"]
+    lifs = [n for n, p in inet.populations.items() if not p.is_input]
     offset: dict[str, int] = {}
     n_total = 0
     for name in lifs:
@@ -239,10 +220,8 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
                  for n in lifs]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    u_factor = (1 << 12) - per_neuron(lambda p: p.du + 1)  # decay(x, d) = x * (4096 - d) / 4096, to zero
-    v_factor = (1 << 12) - per_neuron(lambda p: p.dv)
-    bias = per_neuron(lambda p: p.bias_effective())
-    vth = per_neuron(lambda p: np.int64(p.vth) << 6)
+    neurons = LifNeurons(per_neuron(lambda p: p.du), per_neuron(lambda p: p.dv), per_neuron(lambda p: p.vth),
+                         per_neuron(lambda p: p.bias_effective()), Widths.of(inet.format))
     buf = np.zeros((slots, n_total), np.int64)
     u = np.zeros(n_total, np.int64)
     v = np.zeros(n_total, np.int64)
@@ -260,16 +239,10 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
         slot = t % slots
         a_in = buf[slot].copy()
         buf[slot] = 0
-        cur = _wrap(_wrap(_decay_by(u, u_factor), 32) + _wrap(np.left_shift(a_in, 6), 32), 32)
-        wrapped = np.where(cur > state_max, cur - 2 * state_max, cur)
-        u = np.where(wrapped <= -state_max, cur + 2 * state_max, wrapped)
-        vn = np.clip(_decay_by(v, v_factor) + u + bias, -vmax, vmax)
-        fired = vn > vth
-        vn[fired] = 0
-        v = vn
+        u, v, fired = neurons.step(u, v, a_in)
         fired_all[t] = fired
         if record:
-            v_all[t] = vn
+            v_all[t] = v
             i_all[t] = u
         for name, raster_of, off in senders:
             if raster_of is not None:
@@ -300,9 +273,3 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
             res.i[name] = i_all[:, cols]
     res.spikes = {n: res.spikes[n] for n in inet.populations}  # population order, as before
     return res
-
-
-def _decay_by(x: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """x * factor / 4096 truncated toward zero (Lava's sign(p) * (|p| >> 12))."""
-    prod = x * factor
-    return np.sign(prod) * (np.abs(prod) >> 12)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..compiler.ir.lif import shift_by_exponent
+
 DENSE_MAX_CELLS = 16_000_000  # 128 MB of int64 at most per projection
 DENSE_MIN_DENSITY = 0.15
 
@@ -62,9 +64,7 @@ class EventProjection:
             else:
                 counts = spikes[active]
                 acc = rows.sum(axis=0) if np.all(counts == 1) else counts.astype(np.int64) @ rows
-            e = self.weight_exp
-            acc = acc.reshape(self.n_delays, self.n_post)
-            return np.left_shift(acc, e) if e > 0 else np.right_shift(acc, -e)
+            return shift_by_exponent(acc.reshape(self.n_delays, self.n_post), self.weight_exp)
         idx = gather_ranges(self.indptr, active)
         if idx.size == 0:
             return None
@@ -75,11 +75,4 @@ class EventProjection:
             per_col = np.repeat(counts, np.diff(self.indptr)[active])
             weights = self.binary_data[idx] * per_col
         acc = np.bincount(self.target[idx], weights=weights, minlength=self.n_delays * self.n_post)
-        acc = acc.astype(np.int64).reshape(self.n_delays, self.n_post)
-        e = self.weight_exp
-        return np.left_shift(acc, e) if e > 0 else np.right_shift(acc, -e)
-
-    def events(self, spikes: np.ndarray) -> int:
-        """Synaptic events a step with these spikes causes (for throughput and load figures)."""
-        active = np.flatnonzero(spikes)
-        return int((self.indptr[active + 1] - self.indptr[active]).sum())
+        return shift_by_exponent(acc.astype(np.int64).reshape(self.n_delays, self.n_post), self.weight_exp)

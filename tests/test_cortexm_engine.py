@@ -24,14 +24,13 @@ import pytest
 import scipy.sparse as sp
 
 import neurocc
-from neurocc.backends.cortexm import board_for, check_fit, pack
+from neurocc.backends.cortexm import check_fit, pack
 from neurocc.backends.cortexm.image import GROUP_SIZE, HEADER_SIZE, POP_SIZE, RING_SIZE
 from neurocc.compiler.errors import ArtifactError, TargetError
-from neurocc.compiler.mapping import Mapping
-from neurocc.compiler.passes.quantize import IntNetwork, IntPopulation, IntProjection, sign_mode_of
+from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection, sign_mode_of
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.target import load_target
-from neurocc.runtime.cortexm_host import run_host, run_image
+from neurocc.runtime.executors.cortexm import run_host, run_image
 from neurocc.runtime.serial.firmware import FIRMWARE_DIR, build_host
 from neurocc.runtime.simulator import simulate_int
 
@@ -261,14 +260,14 @@ def test_budget_error_names_population(target) -> None:
     small = replace(target, memory=replace(target.memory, flash_bytes=image.size, ram_bytes=1 << 20))
 
     with pytest.raises(TargetError) as err:
-        check_fit(Mapping(small, inet, []), image, board_for(target.name))
+        check_fit(small, image)
     msg = str(err.value)
     worst = max(image.flash_by_population, key=image.flash_by_population.get)
     assert f"population {worst!r}" in msg and "flash" in msg and str(small.memory.flash_bytes) in msg
     assert "over by" in msg and "Fix:" in msg
     tiny = replace(target, memory=replace(target.memory, ram_bytes=1024))
     with pytest.raises(TargetError, match=r"RAM.*population 'hid'"):
-        check_fit(Mapping(tiny, inet, []), image, board_for(target.name))
+        check_fit(tiny, image)
 
 
 def test_emit_files_and_model_c(target, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 import serial
 
 import neurocc
-from neurocc.compiler.mapping import NETWORK_FILE, load_int_network
+from neurocc.compiler.ir import NETWORK_FILE, load_int_network
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.target import load_target
 from neurocc.runtime.serial import (
@@ -157,14 +157,14 @@ def test_flash_then_run_two_corpus_networks(qemu, outs) -> None:
 def test_generated_delays_and_recurrence_on_m4(qemu, firmware, tmp_path: Path) -> None:
     """A generated network with 0..63-step delays, floor-shifted projections split per delay, recurrence,
     tonic bias and graded (count > 1) inputs, on the emulated M4 through the model protocol."""
-    from neurocc.compiler.mapping import Mapping
+    from neurocc.compiler.pipeline import compile_integer
 
     from .test_cortexm_engine import gen_delays_negative_exp, random_raster
 
     target = load_target(TARGET)
     rng = np.random.default_rng(11)
     inet = gen_delays_negative_exp(target, rng)
-    out = Mapping(target, inet, []).emit(tmp_path / "gen")
+    out = compile_integer(inet, target).emit(tmp_path / "gen")
     raster = random_raster(inet, 150, rng, graded=3)
     assert raster["in"].max() > 1
     flash(out, qemu.url, progress=False)

@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import neurocc
-from neurocc.compiler.mapping import NETWORK_FILE, load_int_network
+from neurocc.compiler.ir import NETWORK_FILE, load_int_network
 from neurocc.runtime.serial import DeviceClient, Emulator, LinkError, open_port, run
 from neurocc.runtime.serial import framing as fr
 from neurocc.runtime.serial.deploy import artifacts, input_counts, run_detailed

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 import neurocc
-from neurocc.backends.lava import LavaRun, emit, run, run_detailed
+from neurocc.backends.lava import emit
 from neurocc.compiler.errors import ArtifactError
-from neurocc.compiler.mapping import Mapping
+from neurocc.compiler.ir import Mapping
 from neurocc.compiler.pipeline import compile_network
+from neurocc.runtime.executors.lava import LavaRun, run, run_detailed
 from neurocc.runtime.simulator import simulate_int
 
 from .conftest import convention_of

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 import neurocc
-from neurocc.compiler.passes.partition import ROLE_DELAY, slice_usage
-from neurocc.compiler.passes.route import N_LINKS, compress, deliver, lookup
+from neurocc.compiler.ir import Role
+from neurocc.compiler.passes.partition import slice_usage
+from neurocc.compiler.passes.route import compress, deliver, lookup
 from neurocc.compiler.pipeline import compile_network
+from neurocc.compiler.targets.mesh import N_LINKS
 from neurocc.compiler.targets.target import CoreBudget, Mesh, Router, load_target
 from neurocc.runtime.placement_sim import simulate_placement
 from neurocc.runtime.simulator import simulate_int
@@ -59,8 +61,8 @@ def test_every_slice_fits_every_budget(nets, base, topology, which) -> None:
     m = compile_network(nets[which], tgt, progress=False)
     inet = m.network
     covered = {name: np.zeros(p.size, int) for name, p in inet.populations.items()}
-    for s, use in zip(m.slices, m.extra["usage"], strict=True):
-        if s.role == ROLE_DELAY:
+    for s, use in zip(m.slices, m.usage, strict=True):
+        if s.role == Role.DELAY:
             continue
         covered[s.population][s.start:s.stop] += 1
         assert s.size <= tgt.core.neurons
@@ -82,7 +84,7 @@ def test_every_slice_fits_every_budget(nets, base, topology, which) -> None:
 def _needed_cores(m) -> dict[int, set]:
     """Emitter -> (chip, core) of every slice holding a synapse it must reach (from the weights)."""
     inet, slices, slots = m.network, m.slices, m.target.core.delay_slots
-    routing = m.extra["routing"]
+    routing = m.routing
     need: dict[int, set] = {}
     for e_idx, em in enumerate(routing.emitters):
         src = slices[em.slice_index]
@@ -94,12 +96,12 @@ def _needed_cores(m) -> dict[int, set]:
                                      proj.weights.indices, None, proj.delays)
             sel = (cols >= src.start) & (cols < src.stop) & (delays // slots == em.stage)
             for d in slices:
-                if d.population == proj.post and d.role != ROLE_DELAY and \
+                if d.population == proj.post and d.role != Role.DELAY and \
                         np.any((rows[sel] >= d.start) & (rows[sel] < d.stop)):
                     want.add((d.chip, d.core))
-        if src.role != ROLE_DELAY and em.stage == 0:
+        if src.role != Role.DELAY and em.stage == 0:
             for d in slices:  # the source feeds its own delay-extension slice
-                if d.role == ROLE_DELAY and d.population == src.population and d.start == src.start:
+                if d.role == Role.DELAY and d.population == src.population and d.start == src.start:
                     want.add((d.chip, d.core))
         need[e_idx] = want
     return need
@@ -109,8 +111,8 @@ def _needed_cores(m) -> dict[int, set]:
 def test_every_spike_reaches_exactly_the_cores_that_need_it(nets, base, topology) -> None:
     tgt = small_target(base, topology, delay_slots=4)  # delays up to 5: some go through extensions
     m = compile_network(nets["random"], tgt, progress=False)
-    routing = m.extra["routing"]
-    assert any(s.role == ROLE_DELAY for s in m.slices)
+    routing = m.routing
+    assert any(s.role == Role.DELAY for s in m.slices)
     need = _needed_cores(m)
     raster = (np.random.default_rng(0).random((40, 80)) < 0.2).astype(float)
     spikes = simulate_int(m.network, raster, record=False).spikes
@@ -130,7 +132,7 @@ def test_every_spike_reaches_exactly_the_cores_that_need_it(nets, base, topology
 def test_compressed_tables_route_every_arriving_key_the_same(nets, topology) -> None:
     tgt = small_target("loihi2", topology, neurons=16, chips=6, cores=6)
     m = compile_network(nets["random"], tgt, progress=False)
-    routing = m.extra["routing"]
+    routing = m.routing
     forced = {chip: compress(t, routing.defaulted.get(chip, []), 0, force=True) for chip, t in routing.tables.items()}
     before, after = routing.entries_before(), sum(len(t) for t in forced.values())
     assert after < before
@@ -146,7 +148,7 @@ def test_compressed_tables_route_every_arriving_key_the_same(nets, topology) -> 
 def test_route_words_use_only_real_links_and_cores(nets) -> None:
     tgt = small_target("loihi2", "triangular")
     m = compile_network(nets["random"], tgt, progress=False)
-    for table in m.extra["routing"].tables.values():
+    for table in m.routing.tables.values():
         for e in table:
             assert e.route >> (N_LINKS + tgt.mesh.cores_per_chip) == 0
 
@@ -182,7 +184,7 @@ def test_shd_delay_network_needs_two_loihi1_cores_for_synapses() -> None:
     net = neurocc.load(shd_delay_graph(seed=0), dt=0.01)
     assert net.n_synapses == 106_496
     m = compile_network(net, "loihi1", progress=False)
-    usage = m.extra["usage"]
+    usage = m.usage
     budget = load_target("loihi1").core.synapse_memory_bytes
     assert sum(u.synapse_bytes for u in usage) > budget  # 106,496 x (8 w + 6 d + 10 idx) bits > 1 Mbit
     assert len([u for u in usage if u.synapse_bytes > 0]) >= 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from neurocc.compiler.passes.quantize import IntNetwork, IntPopulation, IntProjection
+from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection
 from neurocc.compiler.targets.target import load_target
 from neurocc.runtime.simulator import decay, simulate_int
 

@@ -23,14 +23,12 @@ import neurocc
 from neurocc.backends.spinnaker import emit
 from neurocc.backends.spinnaker.format import HEADER_BYTES
 from neurocc.compiler.errors import ArtifactError, TargetError
-from neurocc.compiler.ir import make_projection
-from neurocc.compiler.mapping import NETWORK_FILE, Mapping, load_int_network
-from neurocc.compiler.passes.partition import ROLE_DELAY
+from neurocc.compiler.ir import NETWORK_FILE, Mapping, Role, load_int_network, make_projection
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.target import Mesh, Target, load_target
+from neurocc.runtime.executors.spinnaker import ExecResult, run
 from neurocc.runtime.placement_sim import simulate_placement
 from neurocc.runtime.simulator import simulate_int
-from neurocc.runtime.spinnaker_exec import ExecResult, run
 from neurocc.workloads import random_network, shd_delay_graph
 
 from .conftest import SYNTHETIC, convention_of
@@ -143,7 +141,7 @@ def nir_conv_delay_net() -> tuple[neurocc.Network, np.ndarray]:
 
 
 def has_delay_extensions(mapping: Mapping) -> bool:
-    return any(s.role == ROLE_DELAY for s in mapping.slices)
+    return any(s.role == Role.DELAY for s in mapping.slices)
 
 
 # ---- the corpus on the shipped targets -----------------------------------------------------------------
@@ -224,10 +222,10 @@ def test_compressed_tables_still_route_exactly(tmp_path: Path) -> None:
     """A router limit below the generated table sizes forces pair compression; spikes are unchanged."""
     net = driven(random_network(600, 30, n_populations=3, n_inputs=80, max_delay=5, seed=1), 6.0)
     base = compile_network(net, small("spinnaker1", neurons=16, cores=6, chips=6, delay_slots=4), progress=False)
-    largest = max(len(t) for t in base.extra["routing"].tables.values())
+    largest = max(len(t) for t in base.routing.tables.values())
     mapping = compile_network(net, small("spinnaker1", neurons=16, cores=6, chips=6, delay_slots=4,
                                          entries=largest - 12), progress=False)
-    routing = mapping.extra["routing"]
+    routing = mapping.routing
     assert routing.entries_after() < routing.entries_before()
     raster = (np.random.default_rng(0).random((120, 80)) < 0.2).astype(np.float32)
     check(mapping, raster, tmp_path / "out", multi_chip=True)

@@ -13,50 +13,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...compiler.errors import TargetError
-from ...compiler.mapping import NETWORK_FILE, Mapping, manifest_default, save_int_network
+from ...compiler.errors import ArtifactError, TargetError
+from ...compiler.ir import NETWORK_FILE, Mapping, manifest_default, save_int_network
+from ...compiler.targets.target import Board
 from ..output_dir import write_atomically
-from .boards import Board, board_for
-from .image import PackedImage, pack
+from .image import MemoryImage
+from .layout import board_of
 
 MANIFEST = "manifest.json"
 IMAGE = "model.bin"
 MODEL_C = "model.c"
 MODEL_H = "model.h"
-SLOTS = 2  # two load slots: a torn load leaves the old model running
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_fit(mapping: Mapping, image: PackedImage, board: Board) -> dict[str, int]:
-    """Flash and RAM the model needs on the part; TargetError naming the largest population if over."""
-    tgt = mapping.target
-    if tgt.memory is None:
-        raise TargetError(f"target {tgt.name}: no [memory] section (flash_bytes, ram_bytes). Fix: add it")
-    flash_need = board.firmware_flash_bytes + SLOTS * image.size
-    ram_need = board.firmware_ram_bytes + image.arena_bytes
-    for what, need, limit, by, fix in (
-        ("flash", flash_need, tgt.memory.flash_bytes, image.flash_by_population,
-         "prune or narrow its incoming projections (fewer synapses), or choose a part with more flash"),
-        ("RAM", ram_need, tgt.memory.ram_bytes, image.ram_by_population,
-         "make it smaller or shorten its synaptic delays (each delay step costs 4 bytes per neuron), or choose "
-         "a part with more RAM"),
-    ):
-        if need > limit:
-            name, worst = max(by.items(), key=lambda kv: kv[1])
-            detail = (f"the model image is {image.size} bytes, x{SLOTS} load slots, + {board.firmware_flash_bytes} "
-                      "of firmware" if what == "flash" else
-                      f"the engine's state is {image.arena_bytes} bytes + {board.firmware_ram_bytes} of firmware")
-            raise TargetError(
-                f"{tgt.name}: the network needs {need} bytes of {what}, the part has {limit} (over by "
-                f"{need - limit}); population {name!r} needs the most, {worst} bytes ({detail}). Fix: {fix}")
-    return {"flash_needed": flash_need, "ram_needed": ram_need, "flash_bytes": tgt.memory.flash_bytes,
-            "ram_bytes": tgt.memory.ram_bytes}
-
-
-def model_c(image: PackedImage) -> tuple[str, str]:
+def model_c(image: MemoryImage) -> tuple[str, str]:
     """model.c / model.h: the image as uint32 words, so the array is 4-byte aligned in plain C99."""
     data = image.data + b"\0" * (-len(image.data) % 4)
     words = [int.from_bytes(data[k:k + 4], "little") for k in range(0, len(data), 4)]
@@ -80,10 +54,10 @@ def model_c(image: PackedImage) -> tuple[str, str]:
     return header, source
 
 
-def cortexm_section(mapping: Mapping, image: PackedImage, board: Board, fit: dict[str, int]) -> dict[str, Any]:
+def cortexm_section(mapping: Mapping, image: MemoryImage, board: Board) -> dict[str, Any]:
     inet = mapping.network
     return {
-        "board": board.name, "board_id": board.board_id, "qemu_machine": board.qemu_machine,
+        "board": board.name, "board_id": board.board_id, "qemu_machine": board.qemu_machine or None,
         "image": {"file": IMAGE, "bytes": image.size, "crc32": f"{image.crc32:08x}", "model_id": image.model_id,
                   "arena_bytes": image.arena_bytes, "synapses": image.synapses,
                   "synapse_bytes": image.synapse_bytes,
@@ -91,11 +65,11 @@ def cortexm_section(mapping: Mapping, image: PackedImage, board: Board, fit: dic
                   "encodings": image.encodings},
         "population_order": list(inet.populations),
         "flash_by_population": image.flash_by_population, "ram_by_population": image.ram_by_population,
-        **fit,
+        **image.fit,
     }
 
 
-def _write_into(tmp: Path, mapping: Mapping, image: PackedImage, board: Board, fit: dict[str, int]) -> None:
+def _write_into(tmp: Path, mapping: Mapping, image: MemoryImage, board: Board) -> None:
     (tmp / IMAGE).write_bytes(image.data)
     header, source = model_c(image)
     (tmp / MODEL_H).write_text(header)
@@ -104,24 +78,18 @@ def _write_into(tmp: Path, mapping: Mapping, image: PackedImage, board: Board, f
     files = [{"name": n, "bytes": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)}
              for n in (IMAGE, MODEL_C, MODEL_H, NETWORK_FILE)]
     manifest = {**mapping.summary(), "backend": "cortexm", "files": files,
-                "cortexm": cortexm_section(mapping, image, board, fit)}
+                "cortexm": cortexm_section(mapping, image, board)}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=manifest_default))
 
 
 def emit(mapping: Mapping, out_dir: Path) -> Path:
-    """Write the Cortex-M artifacts for `mapping` into `out_dir`, atomically; return `out_dir`."""
+    """Write the Cortex-M artifacts for `mapping` (its memory layout made by the layout pass) into
+    `out_dir`, atomically; return `out_dir`."""
     if mapping.target.family != "cortexm":
         raise TargetError(f"target {mapping.target.name} is a {mapping.target.family} target, not cortexm")
-    board = board_for(mapping.target.name)
-    image = pack(mapping.network, board.board_id)
-    try:
-        fit = check_fit(mapping, image, board)  # before anything touches the disk
-    except TargetError:
-        smallest = pack(mapping.network, board.board_id, size_slack=1.0)  # trade speed for flash
-        if smallest.size >= image.size:
-            raise
-        fit = check_fit(mapping, smallest, board)
-        image = smallest
-        mapping.notes.append("cortexm: the smallest synapse encodings were used (the faster ones do not fit "
-                             "the part's flash)")
-    return write_atomically(out_dir, "the Cortex-M artifacts", lambda tmp: _write_into(tmp, mapping, image, board, fit))
+    image = mapping.image
+    if image is None:
+        raise ArtifactError("the mapping has no memory image (mapping.image). Fix: compile it with "
+                            "neurocc.compile / compile_network for a cortexm target")
+    board = board_of(mapping.target)
+    return write_atomically(out_dir, "the Cortex-M artifacts", lambda tmp: _write_into(tmp, mapping, image, board))

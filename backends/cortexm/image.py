@@ -27,12 +27,12 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ...compiler.errors import TargetError
-from ...compiler.passes.quantize import IntNetwork
+from ...compiler.ir import IntNetwork, MemoryImage
 
 MAGIC = 0x4D43434E  # "NCCM"
 FORMAT_VERSION = 1
@@ -74,25 +74,6 @@ class _Ring:
     post: int
     shift: int
     slots: int
-
-
-@dataclass
-class PackedImage:
-    """The image bytes and what it costs, per population, for budget checks and the bench."""
-
-    data: bytes
-    arena_bytes: int
-    synapses: int  # synapses of the IntNetwork (nonzero mantissas)
-    synapse_bytes: int  # bytes of rows, indices, weights and segments
-    flash_by_population: dict[str, int] = field(default_factory=dict)  # incoming synapses + params
-    ram_by_population: dict[str, int] = field(default_factory=dict)  # state, rings, spike lists
-    encodings: list[dict] = field(default_factory=list)
-    crc32: int = 0
-    model_id: int = 0
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
 
 def _align4(n: int) -> int:
@@ -256,7 +237,7 @@ def arena_bytes(n_state: int, ring_words: int, n_rings: int, max_lif: int, n_pop
             + _align4(2 * n_neurons) + _align4(n_neurons))
 
 
-def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_SLACK) -> PackedImage:
+def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_SLACK) -> MemoryImage:
     """The model image of `inet`. size_slack = 1.0 gives the smallest image; the default trades up to
     30% of synapse bytes for fewer instructions per synaptic event."""
     names = list(inet.populations)
@@ -375,7 +356,7 @@ def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_S
     out[:HEADER_SIZE] = header
     crc = zlib.crc32(bytes(out[CRC_START:])) & 0xFFFFFFFF
     out[12:16] = struct.pack("<I", crc)
-    return PackedImage(bytes(out), arena, int(inet.n_synapses), synapse_bytes, flash_by, ram_by, encodings, crc,
+    return MemoryImage(bytes(out), arena, int(inet.n_synapses), synapse_bytes, flash_by, ram_by, encodings, crc,
                        model_id)
 
 

@@ -18,8 +18,16 @@ from typing import Any
 import numpy as np
 
 from ...compiler.errors import ArtifactError
-from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, json_default, manifest_default, save_int_network
-from ...compiler.passes.quantize import IntNetwork, IntProjection
+from ...compiler.ir import (
+    NETWORK_FILE,
+    IntNetwork,
+    IntProjection,
+    Mapping,
+    Slice,
+    json_default,
+    manifest_default,
+    save_int_network,
+)
 from ..output_dir import write_atomically
 
 FORMAT_VERSION = 1  # must equal run_lava.FORMAT_VERSION

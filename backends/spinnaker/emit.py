@@ -25,10 +25,19 @@ from typing import Any
 import numpy as np
 
 from ...compiler.errors import ArtifactError, TargetError
-from ...compiler.mapping import NETWORK_FILE, Mapping, Slice, manifest_default, save_int_network
-from ...compiler.passes.partition import ROLE_DELAY, ROLE_NEURONS, ROLE_SOURCE
-from ...compiler.passes.quantize import IntNetwork
-from ...compiler.passes.route import N_LINKS, Emitter, Entry, Routing
+from ...compiler.ir import (
+    NETWORK_FILE,
+    Emitter,
+    Entry,
+    IntNetwork,
+    Mapping,
+    Role,
+    Routing,
+    Slice,
+    manifest_default,
+    save_int_network,
+)
+from ...compiler.targets.mesh import N_LINKS
 from ...compiler.targets.target import Target
 from ..output_dir import write_atomically
 from .format import (
@@ -60,11 +69,6 @@ DECAY_SHIFT = 12  # the integer model's decay shift (Lava decay_shift = 12; runt
 ACT_SHIFT = 6  # a_in << 6 enters u (Lava); thresholds are vth << 6
 RING_ENTRY_BYTES = 4  # executor ring buffers hold 32-bit input sums per (slot, neuron)
 
-# Per-core local data memory (DTCM) budgets, which the target schema does not carry.
-# SpiNNaker1: DTCM 64 KB (spinnaker_tools include/spinnaker.h DTCM_SIZE; SpiNNMachine version_spin1
-# dtcm_bytes = 2**16). SpiNNaker2: 128 KB local SRAM per PE (SpiNNaker2 datasheet v0.03, 2021), code and
-# data together. Research notes: ../shared/research/spinnaker.md §1.
-DTCM_BYTES = {"spinnaker1": 64 * 1024, "spinnaker2": 128 * 1024}
 
 
 @dataclasses.dataclass
@@ -137,7 +141,7 @@ class _Context:
         self.delay_of: dict[tuple[str, int], int] = {}
         self.source_of: dict[tuple[str, int], int] = {}
         for k, s in enumerate(self.slices):
-            if s.role == ROLE_DELAY:
+            if s.role == Role.DELAY:
                 self.delay_of[(s.population, s.start)] = k
             else:
                 self.pop_slices.setdefault(s.population, []).append(k)
@@ -394,19 +398,19 @@ def _dtcm_estimate(kind_sizes: dict[str, int], s: Slice, info: CoreFiles | None,
                    delay_stages: int) -> int:
     """Local memory a core's program needs for its data (see docs/spinnaker-format.md §Memory)."""
     payload = {k: v - HEADER_BYTES for k, v in kind_sizes.items()}
-    if s.role == ROLE_NEURONS:
+    if s.role == Role.NEURONS:
         ring = (lay.delay_slots + 1) * s.size * RING_ENTRY_BYTES
         dma = 2 * 4 * (info.max_row_words if info else 0)  # a double-buffered row fetch from SDRAM
         return payload["neurons"] + payload["poptable"] + ring + dma
-    if s.role == ROLE_DELAY:
+    if s.role == Role.DELAY:
         return payload["delay"] + (delay_stages * lay.delay_slots + 1) * s.size  # u8 spike counters per slot
     return payload.get("source", 0)
 
 
 def _write_into(tmp: Path, mapping: Mapping) -> None:
-    routing: Routing | None = mapping.extra.get("routing")
+    routing: Routing | None = mapping.routing
     if routing is None:
-        raise ArtifactError("the mapping has no routing tables (mapping.extra['routing']). Fix: compile it with "
+        raise ArtifactError("the mapping has no routing tables (mapping.routing). Fix: compile it with "
                             "neurocc.compile / compile_network")
     target = mapping.target
     if target.family != "spinnaker":
@@ -432,15 +436,15 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
         seen.add((s.chip, s.core))
         out: dict[str, bytes] = {}
         info: CoreFiles | None = None
-        if s.role == ROLE_NEURONS:
+        if s.role == Role.NEURONS:
             out["neurons"] = _neurons_file(ctx, k)
             out["poptable"], out["synapses"], info = _synapse_tables(ctx, k)
             matrix_bytes += len(out["synapses"])
             poptable_bytes += len(out["poptable"])
             n_syn += info.synapses
-        elif s.role == ROLE_SOURCE:
+        elif s.role == Role.SOURCE:
             out["source"] = _source_file(ctx, k)
-        elif s.role == ROLE_DELAY:
+        elif s.role == Role.DELAY:
             out["delay"] = _delay_file(ctx, k)
         else:
             raise ArtifactError(f"{s.label}: unknown slice role {s.role!r}")
@@ -448,9 +452,9 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
         for kind, data in out.items():
             put(f"{d}/{FILE_OF_KIND[kind]}", data, kind, s.chip, s.core)
         sizes = {kind: len(data) for kind, data in out.items()}
-        stages = int(mapping.extra["usage"][k].delay_stages) if "usage" in mapping.extra else 0
+        stages = int(mapping.usage[k].delay_stages) if mapping.usage is not None else 0
         dtcm = _dtcm_estimate(sizes, s, info, lay, stages)
-        dtcm_budget = DTCM_BYTES.get(target.name)
+        dtcm_budget = target.core.local_memory_bytes or None
         sdram = sum(sizes.values())
         matrix = sizes.get("synapses", 0) - HEADER_BYTES if "synapses" in sizes else 0
         entry: dict[str, Any] = {

@@ -9,7 +9,7 @@ Every file is `header | payload`, little endian (docs/spinnaker-format.md):
     offset 12  u32      zlib.crc32 of the payload
     offset 16  payload
 
-The writer (backends/spinnaker/emit.py) and the executor (runtime/spinnaker_exec.py) share only
+The writer (backends/spinnaker/emit.py) and the executor (runtime/executors/spinnaker) share only
 these constants and the checked reader; each lays out and parses the payloads itself, so a
 layout bug on one side shows up as an error or a spike mismatch, not as a silent agreement.
 """

@@ -1,4 +1,4 @@
-"""The network IR: populations and projections, float (from NIR) and integer (after quantize).
+"""The float network IR: populations and projections with NIR's semantics (the frontend's output).
 
 A `Network` is what the frontend produces: neuron populations with per-neuron float
 parameters in NIR's units, and projections whose weights are `scipy.sparse` matrices
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-INPUT = "Input"
+INPUT = "input"  # the kind of an input population in every IR (float, lowered, integer)
 NEURON_KINDS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold")
 SPIKING_KINDS = frozenset({"LIF", "CubaLIF", "IF", "Threshold"})
 

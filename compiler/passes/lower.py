@@ -17,62 +17,16 @@ Non-spiking kinds (LI, CubaLI, I) become readouts: same dynamics, no threshold.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ParameterError
-from ..ir import INPUT, Network
+from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Network
 from ..neuron import coefficients
 
 DECAY_RESOLUTION = 4096  # split decays that differ at the 12-bit level (Lava decay_shift = 12)
 MAX_SPLITS = 64
-
-
-@dataclass
-class LoweredPopulation:
-    name: str
-    source: str  # NIR population it came from
-    index: np.ndarray  # neuron indices within the source population
-    shape: tuple[int, ...]
-    kind: str  # NIR kind, or "Input"
-    alpha_i: float = 0.0
-    alpha_v: float = 1.0
-    bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    spiking: bool = True
-    # v_nir = v_lowered * v_scale + v_offset, per neuron (for reports and plots)
-    v_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    v_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    @property
-    def size(self) -> int:
-        return int(self.index.size)
-
-
-@dataclass
-class LoweredProjection:
-    pre: str
-    post: str
-    weights: sp.csr_array  # float, threshold units
-    delays: np.ndarray  # aligned with weights.data
-    structure: dict[str, Any] | None = None
-
-    @property
-    def n_synapses(self) -> int:
-        return int(self.weights.nnz)
-
-
-@dataclass
-class LoweredNetwork:
-    populations: dict[str, LoweredPopulation]
-    projections: list[LoweredProjection]
-    inputs: list[str]
-    outputs: dict[str, list[str]]  # NIR output -> lowered populations (in index order of the source)
-    dt: float
-    source_pops: dict[str, list[str]]  # NIR population -> its lowered populations
-    notes: list[str] = field(default_factory=list)
 
 
 def _group_by_decay(alpha_i: np.ndarray, alpha_v: np.ndarray) -> list[np.ndarray]:
@@ -117,8 +71,8 @@ def lower(net: Network) -> LoweredNetwork:
         if len(groups) > MAX_SPLITS:
             warnings.warn(f"population {name!r} has {len(groups)} distinct decays; sharing their median "
                           f"(more than {MAX_SPLITS} splits)", stacklevel=2)
-            groups = [np.arange(pop.size)]
             notes.append(f"{name}: {len(groups)} decays shared-quantized to the median")
+            groups = [np.arange(pop.size)]
         names = [name] if len(groups) == 1 else [f"{name}#{k}" for k in range(len(groups))]
         if len(groups) > 1:
             notes.append(f"{name}: split into {len(groups)} populations by decay (one du/dv per core process)")

@@ -11,40 +11,13 @@ re-sent once per stage of `delay_slots` steps, and the synapse keeps the remaind
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import TargetError
-from ..mapping import Slice
+from ..ir import IntNetwork, IntProjection, Partition, Role, Slice, SliceUsage
 from ..targets.target import Target
-from .quantize import IntNetwork, IntProjection
-
-ROLE_NEURONS = "neurons"
-ROLE_SOURCE = "source"  # an input population: a spike-source core
-ROLE_DELAY = "delay"  # a delay-extension slice of a source population
-
-
-@dataclass
-class SliceUsage:
-    neurons: int = 0
-    synapses: int = 0
-    synapse_bytes: int = 0
-    fan_in: int = 0  # input axons: distinct (source neuron, stage) rows
-    out_axons: int = 0
-    delay_slots: int = 0  # native delay slots used (max native delay + 1)
-    delay_stages: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Partition:
-    slices: list[Slice]
-    usage: list[SliceUsage]
-    notes: list[str] = field(default_factory=list)
 
 
 def _row_bits(target: Target, proj: IntProjection) -> tuple[int, int]:
@@ -397,8 +370,8 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     usage: list[SliceUsage] = []
     for name, bounds in bounds_of.items():
         pop = inet.populations[name]
-        role = ROLE_SOURCE if pop.kind == "input" else ROLE_NEURONS
-        if role == ROLE_SOURCE:
+        role = Role.SOURCE if pop.kind == "input" else Role.NEURONS
+        if role == Role.SOURCE:
             uses = [SliceUsage(neurons=b - a) for a, b in bounds]
         elif fitted[name][0] == bounds:  # not re-cut for output axons: its usage is already counted
             uses = fitted[name][1]
@@ -417,6 +390,6 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
             continue
         notes.append(f"{name}: {len(bounds)} delay-extension slice(s), {stages} stage(s) of {slots} steps")
         for a, b in bounds:
-            slices.append(Slice(name, a, b, role=ROLE_DELAY))
+            slices.append(Slice(name, a, b, role=Role.DELAY))
             usage.append(SliceUsage(neurons=b - a, delay_stages=stages))
     return Partition(slices, usage, notes)

@@ -9,27 +9,16 @@ filling (both are measured by bench/compile_scaling.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import TargetError
-from ..mapping import Slice
+from ..ir import IntNetwork, Partition, Placement, Role, Slice
 from ..targets.target import Target
-from .partition import ROLE_DELAY, Partition
-from .quantize import IntNetwork
-from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron
+from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron, unique_tuples
 
 DEFAULT_RATE = 0.05  # expected spikes per neuron per step when no rates are given
-
-
-@dataclass
-class Placement:
-    slices: list[Slice]
-    traffic: sp.csr_array  # expected packets/step from slice i to slice j
-    hop_traffic: float  # sum over slice pairs of traffic x hops
-    method: str
 
 
 def chip_order(target: Target) -> list[tuple[int, int]]:
@@ -42,47 +31,11 @@ def chip_order(target: Target) -> list[tuple[int, int]]:
     return out
 
 
-def hops(target: Target, a: tuple[int, int], b: tuple[int, int]) -> int:
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    if target.mesh.topology == "triangular" and dx * dy > 0:
-        return max(abs(dx), abs(dy))  # the NE/SW diagonal covers both at once
-    return abs(dx) + abs(dy)
-
-
-def unique_tuples(*columns: np.ndarray) -> list[np.ndarray]:
-    """The distinct tuples (columns[0][i], columns[1][i], ...) in lexicographic order, as one array per
-    column (int64): np.unique of a mixed-radix key, but through a bitmap over the key's range when that
-    range is small (a projection's slices x neurons), which is linear where np.unique sorts."""
-    lows = [int(c.min()) for c in columns]
-    spans = [int(c.max()) - lo + 1 for c, lo in zip(columns, lows, strict=True)]
-    key = np.zeros(columns[0].size, dtype=np.int64)
-    for c, lo, span in zip(columns, lows, spans, strict=True):
-        key *= span
-        key += c
-        if lo:
-            key -= lo
-    space = math.prod(spans)
-    if space <= max(1 << 24, 8 * key.size):
-        seen = np.zeros(space, dtype=bool)
-        seen[key] = True
-        del key
-        uniq = np.flatnonzero(seen)
-        del seen
-    else:
-        uniq = np.unique(key)
-        del key
-    out = []
-    for lo, span in zip(reversed(lows), reversed(spans), strict=True):
-        out.append(uniq % span + lo)
-        uniq //= span
-    return out[::-1]
-
-
 def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.ndarray] | None) -> sp.csr_array:
     """Expected packets per step from each slice to each slice that has synapses from it: a pre neuron
     sends one packet per step (at its rate) to each destination slice it has a synapse on."""
     offsets, total = neuron_offsets(inet)
-    slice_of = slice_of_neuron(inet, slices, offsets, total, ROLE_DELAY)
+    slice_of = slice_of_neuron(inet, slices, offsets, total, Role.DELAY)
     rate = np.full(total, DEFAULT_RATE)
     for name, r in (rates or {}).items():
         if name in offsets:
@@ -113,7 +66,7 @@ def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.nda
     # Delay-extension slices relay their source slice's spikes: count that hop too.
     index = {(s.population, s.start, s.role): k for k, s in enumerate(slices)}
     for k, s in enumerate(slices):
-        if s.role == ROLE_DELAY:
+        if s.role == Role.DELAY:
             src_k = index.get((s.population, s.start, "source"), index.get((s.population, s.start, "neurons")))
             if src_k is not None:
                 srcs.append(np.array([src_k]))

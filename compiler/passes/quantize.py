@@ -1,104 +1,39 @@
 """Quantize a lowered network into the target's integer CUBA-LIF (docs/neuron-model.md).
 
 Per post population one scale S (integer threshold mantissa vth = S): a weight w (threshold
-units) becomes mantissa m and projection exponent e with m * 2**e ~= w * S. S starts at 2**14
-(vth << 6 = 2**20, leaving 8x headroom below the 24-bit state limit) and shrinks only when a
-weight or bias would not fit the format otherwise. Each projection gets the exponent that
-keeps its largest weight within the mantissa, so small-weight layers keep their resolution.
+units) becomes mantissa m and projection exponent e with m * 2**e ~= w * S. S starts at
+`default_scale` (2**14 on Loihi's format: vth << 6 = 2**20, leaving 8x headroom below the 24-bit
+state limit) and shrinks only when a weight or bias would not fit the format otherwise. Each
+projection gets the exponent that keeps its largest weight within the mantissa, so small-weight
+layers keep their resolution.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import QuantizationError, UnsupportedNodeError
-from ..ir import INPUT, compact_int
+from ..ir import (
+    INPUT,
+    LIF,
+    IntNetwork,
+    IntPopulation,
+    IntProjection,
+    LoweredNetwork,
+    compact_int,
+    sign_mode_of,
+)
 from ..targets.target import NumericFormat, Target
-from .lower import LoweredNetwork
 
-DEFAULT_SCALE = 1 << 14
-ACT_SHIFT = 6  # Lava: a_in << 6 enters u; thresholds are vth << 6
+HEADROOM_BITS = 3  # the threshold sits 8x below the state limit: room for input before v clips
 
 
-@dataclass
-class IntPopulation:
-    name: str
-    source: str
-    index: np.ndarray
-    shape: tuple[int, ...]
-    kind: str  # "input" or "lif"
-    du: int = 0
-    dv: int = 0
-    vth: int = 0
-    bias_mant: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    bias_exp: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    spiking: bool = True
-    # float NIR membrane = v_int * v_unit + v_offset (per neuron); for reports
-    v_unit: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    v_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    @property
-    def size(self) -> int:
-        return int(self.index.size)
-
-    def bias_effective(self) -> np.ndarray:
-        return np.left_shift(self.bias_mant.astype(np.int64), self.bias_exp.astype(np.int64))
-
-
-@dataclass
-class IntProjection:
-    pre: str
-    post: str
-    weights: sp.csr_array  # integer mantissas (int16/int32: the format's width), post x pre
-    delays: np.ndarray  # integer (int16 when they fit), aligned with weights.data
-    weight_exp: int
-    sign_mode: str  # "excitatory" | "inhibitory" | "mixed" (Lava SignMode)
-    structure: dict[str, Any] | None = None
-
-    @property
-    def n_synapses(self) -> int:
-        return int(self.weights.nnz)
-
-    @property
-    def max_delay(self) -> int:
-        return int(self.delays.max()) if self.delays.size else 0
-
-
-@dataclass
-class IntNetwork:
-    populations: dict[str, IntPopulation]
-    projections: list[IntProjection]
-    inputs: list[str]
-    outputs: dict[str, list[str]]
-    source_pops: dict[str, list[str]]
-    format: NumericFormat
-    target: str
-    dt: float
-    notes: list[str] = field(default_factory=list)
-
-    def incoming(self, post: str) -> list[IntProjection]:
-        return [p for p in self.projections if p.post == post]
-
-    @property
-    def n_synapses(self) -> int:
-        return sum(p.n_synapses for p in self.projections)
-
-    @property
-    def n_neurons(self) -> int:
-        return sum(p.size for p in self.populations.values() if p.kind != "input")
-
-
-def sign_mode_of(data: np.ndarray) -> str:
-    if data.size == 0 or data.min() >= 0:
-        return "excitatory"
-    if data.max() <= 0:
-        return "inhibitory"
-    return "mixed"
+def default_scale(fmt: NumericFormat) -> int:
+    """The threshold mantissa to aim for: vth << threshold_shift a HEADROOM_BITS margin under the state limit."""
+    return 1 << max(0, fmt.state_bits - 1 - HEADROOM_BITS - fmt.threshold_shift)
 
 
 def _abs_max(data: np.ndarray) -> float:
@@ -158,8 +93,8 @@ def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, 
 
 
 def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming: list | None = None) -> float:
-    """Largest scale <= DEFAULT_SCALE at which every incoming weight and the bias fit the format."""
-    scale = float(min(DEFAULT_SCALE, fmt.threshold_max))
+    """Largest scale <= default_scale at which every incoming weight and the bias fit the format."""
+    scale = float(min(default_scale(fmt), fmt.threshold_max))
     for proj in (lnet.projections if incoming is None else incoming):
         if proj.post != post or proj.weights.nnz == 0:
             continue
@@ -168,18 +103,15 @@ def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming:
         scale = min(scale, limit / peak)
     bias = lnet.populations[post].bias
     if bias.size and np.abs(bias).max() > 0:
-        limit = fmt.bias_mant_max * 2.0 ** fmt.bias_exp_max / (1 << ACT_SHIFT)
+        limit = fmt.bias_mant_max * 2.0 ** fmt.bias_exp_max / (1 << fmt.activation_shift)
         scale = min(scale, limit / float(np.abs(bias).max()))
     return scale
 
 
-def quantize(lnet: LoweredNetwork, target: Target, consume: bool = False) -> IntNetwork:
-    """The target's integer network. With `consume`, each lowered projection is released once quantized
-    (lnet.projections is left empty): the float weights and the mantissas are never all held at once,
-    for a caller that owns the lowered network (the pipeline)."""
+def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
+    """The target's integer network (a new value: `lnet` is not changed; index and delay arrays are shared)."""
     fmt = target.format
-    decay_max = (1 << fmt.decay_bits) - 1
-    unity = 1 << fmt.decay_bits
+    decay_max, unity = fmt.decay_max, fmt.decay_unity
     pops: dict[str, IntPopulation] = {}
     scales: dict[str, float] = {}
     notes = list(lnet.notes)
@@ -188,7 +120,7 @@ def quantize(lnet: LoweredNetwork, target: Target, consume: bool = False) -> Int
         incoming.setdefault(proj.post, []).append(proj)
     for name, lp in lnet.populations.items():
         if lp.kind == INPUT:
-            pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, "input")
+            pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, INPUT)
             continue
         if lp.kind not in target.neuron_kinds:
             raise UnsupportedNodeError(
@@ -207,21 +139,14 @@ def quantize(lnet: LoweredNetwork, target: Target, consume: bool = False) -> Int
         scales[name] = scale
         du = int(np.clip(round((1.0 - lp.alpha_i) * unity) - 1, 0, decay_max))
         dv = int(np.clip(round((1.0 - lp.alpha_v) * unity), 0, decay_max))
-        bias_v = lp.bias * scale * (1 << ACT_SHIFT)
+        bias_v = lp.bias * scale * (1 << fmt.activation_shift)
         mant, exp = _quantize_bias(bias_v, fmt)
         pops[name] = IntPopulation(
-            name, lp.source, lp.index, lp.shape, "lif", du, dv, vth, mant, exp, lp.spiking,
-            v_unit=lp.v_scale / (scale * (1 << ACT_SHIFT)), v_offset=lp.v_offset,
+            name, lp.source, lp.index, lp.shape, LIF, du, dv, vth, mant, exp, lp.spiking,
+            v_unit=lp.v_scale / (scale * (1 << fmt.activation_shift)), v_offset=lp.v_offset,
         )
     projections: list[IntProjection] = []
-    incoming.clear()
-    lowered = lnet.projections
-    if consume:
-        lnet.projections = []
-    for k in range(len(lowered)):
-        proj = lowered[k]
-        if consume:
-            lowered[k] = None  # type: ignore[call-overload]  # its float weights are freed with `proj`
+    for proj in lnet.projections:
         where = f"projection {proj.pre!r} -> {proj.post!r}"
         if proj.delays.size and proj.delays.max() > fmt.max_delay:
             raise QuantizationError(
@@ -248,6 +173,6 @@ def quantize(lnet: LoweredNetwork, target: Target, consume: bool = False) -> Int
         if w.nnz:
             projections.append(IntProjection(proj.pre, proj.post, w, delays, exp, sign_mode_of(w.data),
                                              proj.structure))
-        del proj, lw, w, delays
+        del lw, w, delays
     return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
                       target.name, lnet.dt, notes)

@@ -11,83 +11,16 @@ core p. A packet that matches no entry leaves by the link opposite to the one it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import TargetError
-from ..mapping import Slice
+from ..ir import Emitter, Entry, IntNetwork, Role, Routing, Slice
+from ..targets.mesh import N_LINKS, opposite, path, step
 from ..targets.target import Target
-from .partition import ROLE_DELAY
-from .place import unique_tuples
-from .quantize import IntNetwork
-from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron
+from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron, unique_tuples
 
-N_LINKS = 6
-LINK_VECTORS = {0: (1, 0), 1: (1, 1), 2: (0, 1), 3: (-1, 0), 4: (-1, -1), 5: (0, -1)}
 KEY_BITS = 32
-
-
-def opposite(link: int) -> int:
-    return (link + 3) % N_LINKS
-
-
-def path(target: Target, a: tuple[int, int], b: tuple[int, int]) -> list[int]:
-    """Links from chip a to chip b: dimension order on a 2-D mesh, longest dimension first on
-    SpiNNaker's triangular mesh (the NE/SW diagonal counts as one dimension)."""
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    if target.mesh.topology == "triangular" and dx * dy > 0:
-        sign = 1 if dx > 0 else -1
-        diag = min(abs(dx), abs(dy))
-        rest_x, rest_y = dx - sign * diag, dy - sign * diag
-        legs = [(diag, 1 if sign > 0 else 4)]
-        legs.append((abs(rest_x), 0 if rest_x > 0 else 3) if rest_x else (abs(rest_y), 2 if rest_y > 0 else 5))
-        legs.sort(key=lambda leg: -leg[0])
-        return [link for n, link in legs for _ in range(n)]
-    return [0 if dx > 0 else 3] * abs(dx) + [2 if dy > 0 else 5] * abs(dy)
-
-
-def step(chip: tuple[int, int], link: int) -> tuple[int, int]:
-    vx, vy = LINK_VECTORS[link]
-    return chip[0] + vx, chip[1] + vy
-
-
-@dataclass
-class Emitter:
-    slice_index: int
-    stage: int
-    key: int
-    mask: int
-    n_keys: int
-    destinations: list[int]  # slice indices
-
-
-@dataclass
-class Entry:
-    key: int
-    mask: int
-    route: int  # link bits 0..5, core bits 6+
-    emitter: int = -1  # -1 once merged by compression
-
-    def matches(self, key: int) -> bool:
-        return (key & self.mask) == self.key
-
-
-@dataclass
-class Routing:
-    emitters: list[Emitter]
-    index_bits: int
-    tables: dict[tuple[int, int], list[Entry]]  # after default-route removal, before compression
-    compressed: dict[tuple[int, int], list[Entry]]
-    defaulted: dict[tuple[int, int], list[Entry]]  # entries dropped as default-routable (for checks)
-    trees: list[dict[tuple[int, int], int]] = field(default_factory=list)  # per emitter: chip -> route
-    notes: list[str] = field(default_factory=list)
-
-    def entries_before(self) -> int:
-        return sum(len(t) for t in self.tables.values())
-
-    def entries_after(self) -> int:
-        return sum(len(t) for t in self.compressed.values())
 
 
 def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict[tuple[int, int], list[int]]:
@@ -96,11 +29,11 @@ def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict
     slots = target.core.delay_slots
     n = len(slices)
     offsets, total = neuron_offsets(inet)
-    slice_of = slice_of_neuron(inet, slices, offsets, total, ROLE_DELAY)
+    slice_of = slice_of_neuron(inet, slices, offsets, total, Role.DELAY)
     delay_slice_of = np.full(n, -1, dtype=np.int64)
-    start_of = {(s.population, s.start): k for k, s in enumerate(slices) if s.role != ROLE_DELAY}
+    start_of = {(s.population, s.start): k for k, s in enumerate(slices) if s.role != Role.DELAY}
     for k, s in enumerate(slices):
-        if s.role == ROLE_DELAY:
+        if s.role == Role.DELAY:
             delay_slice_of[start_of[(s.population, s.start)]] = k
     triples = []  # (emitter slice, stage, destination slice) as one int64
     for chunk in chunks(inet, offsets):
@@ -187,7 +120,7 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
             align = 1 << (run_length[k] - 1).bit_length()
             block = -(-max(block, run_end) // align) * align
             run_base, run_end = block, block + align
-        first = 1 if s.role == ROLE_DELAY else 0
+        first = 1 if s.role == Role.DELAY else 0
         for stage in range(first, stages_of.get(k, 0) + 1):
             if (k, stage) not in dests:
                 continue
@@ -196,7 +129,7 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
                 raise TargetError(f"{len(slices)} slices of up to {max_size} neurons need more than {KEY_BITS}-bit "
                                   "keys. Fix: fewer, larger slices")
             emitters.append(Emitter(k, stage, key, mask, s.size, sorted(dests[(k, stage)])))
-            run_of_emitter.append((run_base, block - run_base) if s.role != ROLE_DELAY else (-1, 0))
+            run_of_emitter.append((run_base, block - run_base) if s.role != Role.DELAY else (-1, 0))
             block += 1
     tables: dict[tuple[int, int], list[Entry]] = {}
     defaulted: dict[tuple[int, int], list[Entry]] = {}

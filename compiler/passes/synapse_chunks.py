@@ -8,12 +8,13 @@ serve both: small projections are concatenated, a large one comes alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from .quantize import IntNetwork
+from ..ir import IntNetwork
 
 CHUNK_SYNAPSES = 4_000_000
 
@@ -65,3 +66,32 @@ def slice_of_neuron(inet: IntNetwork, slices: list, offsets: dict[str, int], tot
             base = offsets[s.population]
             out[base + s.start:base + s.stop] = k
     return out
+
+
+def unique_tuples(*columns: np.ndarray) -> list[np.ndarray]:
+    """The distinct tuples (columns[0][i], columns[1][i], ...) in lexicographic order, as one array per
+    column (int64): np.unique of a mixed-radix key, but through a bitmap over the key's range when that
+    range is small (a projection's slices x neurons), which is linear where np.unique sorts."""
+    lows = [int(c.min()) for c in columns]
+    spans = [int(c.max()) - lo + 1 for c, lo in zip(columns, lows, strict=True)]
+    key = np.zeros(columns[0].size, dtype=np.int64)
+    for c, lo, span in zip(columns, lows, spans, strict=True):
+        key *= span
+        key += c
+        if lo:
+            key -= lo
+    space = math.prod(spans)
+    if space <= max(1 << 24, 8 * key.size):
+        seen = np.zeros(space, dtype=bool)
+        seen[key] = True
+        del key
+        uniq = np.flatnonzero(seen)
+        del seen
+    else:
+        uniq = np.unique(key)
+        del key
+    out = []
+    for lo, span in zip(reversed(lows), reversed(spans), strict=True):
+        out.append(uniq % span + lo)
+        uniq //= span
+    return out[::-1]

@@ -1,19 +1,22 @@
-"""Targets are data: a TOML file per chip family, loaded into a typed `Target`.
+"""Targets are data: a TOML file per chip, loaded into a typed `Target`.
 
-Schema (every key required unless a default is shown):
+Schema (every key required unless a default is shown; which sections a target has is its family's:
+the family's Backend record names its required and optional sections):
 
     name = "loihi2"
-    family = "loihi" | "spinnaker" | "cortexm"        # which backend emits it
+    family = "loihi" | "spinnaker" | "cortexm" | ...   # a registered backend (compiler/backend.py)
     [mesh]      topology = "mesh2d" | "triangular" | "single"; chips_x; chips_y; cores_per_chip
-    [core]      neurons; synapse_memory_bytes; input_axons; output_axons; delay_slots
+    [core]      neurons; synapse_memory_bytes; input_axons; output_axons; delay_slots; local_memory_bytes = 0
     [router]    entries_per_chip; default_routing (bool)
     [format]    weight_bits; weight_exp_min; weight_exp_max; decay_bits; state_bits;
-                threshold_bits; bias_mant_bits; bias_exp_max; max_delay
+                threshold_bits; bias_mant_bits; bias_exp_max; max_delay; activation_shift = 6;
+                threshold_shift = 6
     [encoding]  synapse_word_bits; delay_bits; index_bits; row_header_bits; delay_extension_slots = 0
     [cost]      time_per_synaptic_event_s; time_per_neuron_update_s; time_per_spike_s; time_per_hop_s;
                 energy_per_synaptic_event_j; energy_per_neuron_update_j; energy_per_spike_j;
                 energy_per_hop_j; timestep_budget_s
-    [memory]    (cortexm only) flash_bytes; ram_bytes
+    [memory]    flash_bytes; ram_bytes                       (a single-CPU part)
+    [board]     name; board_id; firmware_flash_bytes; firmware_ram_bytes; qemu_machine = ""
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class CoreBudget:
     input_axons: int
     output_axons: int
     delay_slots: int
+    # Per-core data memory for neuron state, rings and tables (SpiNNaker's DTCM); 0 = not modelled.
+    local_memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,18 @@ class NumericFormat:
     bias_mant_bits: int
     bias_exp_max: int
     max_delay: int
+    # Lava's PyLifModelBitAcc: a_in << act_shift enters u, and a neuron fires when v > vth << vth_shift.
+    activation_shift: int = 6
+    threshold_shift: int = 6
+
+    @property
+    def decay_unity(self) -> int:
+        """A decay of 0 keeps the state: x * (decay_unity - d) >> decay_bits (Lava decay_unity = 2**12)."""
+        return 1 << self.decay_bits
+
+    @property
+    def decay_max(self) -> int:
+        return (1 << self.decay_bits) - 1
 
     @property
     def weight_max(self) -> int:
@@ -111,30 +128,49 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class Board:
+    """A microcontroller board the firmware runs on."""
+
+    name: str  # firmware/boards/<name>
+    board_id: int  # SNN_BOARD_* in firmware/engine/snn_image.h: an image runs only on its board
+    firmware_flash_bytes: int  # app code + constants, without the model
+    firmware_ram_bytes: int  # frame buffers, stack, engine struct, without the arena
+    qemu_machine: str = ""  # qemu-system-arm -M, when QEMU models the board
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     family: str
-    mesh: Mesh
-    core: CoreBudget
-    router: Router
     format: NumericFormat
-    encoding: Encoding
     cost: CostModel
+    mesh: Mesh | None = None
+    core: CoreBudget | None = None
+    router: Router | None = None
+    encoding: Encoding | None = None
     memory: Memory | None = None
+    board: Board | None = None
     # Neuron kinds the target runs (optional top-level key `neuron_kinds`; default: all NIR kinds).
     neuron_kinds: tuple[str, ...] = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold")
     source: str = field(default="", compare=False)
 
     @property
     def n_cores(self) -> int:
-        return self.mesh.n_chips * self.mesh.cores_per_chip
+        return self.mesh.n_chips * self.mesh.cores_per_chip if self.mesh is not None else 1
+
+    @property
+    def one_cpu(self) -> bool:
+        """A single-CPU part (a microcontroller): no mesh, every population runs on its one core."""
+        return self.mesh is None
 
 
 _SECTIONS: dict[str, type] = {
     "mesh": Mesh, "core": CoreBudget, "router": Router, "format": NumericFormat,
-    "encoding": Encoding, "cost": CostModel, "memory": Memory,
+    "encoding": Encoding, "cost": CostModel, "memory": Memory, "board": Board,
 }
-_FAMILIES = ("loihi", "spinnaker", "cortexm")
 _TOPOLOGIES = ("mesh2d", "triangular", "single")
 
 
@@ -166,24 +202,51 @@ def _section(data: dict[str, Any], key: str, where: str) -> Any:
 
 
 def parse_target(data: dict[str, Any], where: str) -> Target:
+    from ..backend import backend_for
+
     for key in ("name", "family"):
         if key not in data:
             raise TargetError(f"{where}: missing key '{key}'")
-    if data["family"] not in _FAMILIES:
-        raise TargetError(f"{where}: family {data['family']!r} is not one of {_FAMILIES}")
-    mesh = _section(data, "mesh", where)
-    if mesh.topology not in _TOPOLOGIES:
+    family = data["family"]
+    if not isinstance(family, str):
+        raise TargetError(f"{where}: family {family!r} should be a name such as \"loihi\"")
+    try:
+        backend = backend_for(family)
+    except TargetError as exc:
+        raise TargetError(f"{where}: {exc}") from None
+    allowed = backend.required_sections | backend.optional_sections
+    for key in _SECTIONS:
+        if key in data and key not in allowed:
+            raise TargetError(f"{where}: section [{key}] means nothing to a {family} target (its sections: "
+                              f"{', '.join(sorted(allowed))}). Fix: remove it")
+        if key not in data and key in backend.required_sections:
+            raise TargetError(f"{where}: missing section [{key}]. Fix: add it (see compiler/targets/target.py)")
+    unknown = set(data) - set(_SECTIONS) - {"name", "family", "neuron_kinds"}
+    if unknown:
+        raise TargetError(f"{where}: unknown key(s) or section(s) {sorted(unknown)}")
+    sections = {key: _section(data, key, where) for key in _SECTIONS if key in data}
+    mesh = sections.get("mesh")
+    if mesh is not None and mesh.topology not in _TOPOLOGIES:
         raise TargetError(f"{where}: mesh.topology {mesh.topology!r} is not one of {_TOPOLOGIES}")
-    memory = _section(data, "memory", where) if "memory" in data else None
-    if data["family"] == "cortexm" and memory is None:
-        raise TargetError(f"{where}: a cortexm target needs a [memory] section (flash_bytes, ram_bytes)")
-    return Target(
-        name=str(data["name"]), family=str(data["family"]), mesh=mesh,
-        core=_section(data, "core", where), router=_section(data, "router", where),
-        format=_section(data, "format", where), encoding=_section(data, "encoding", where),
-        cost=_section(data, "cost", where), memory=memory, source=where,
+    target = Target(
+        name=str(data["name"]), family=family, source=where, **sections,
         **({"neuron_kinds": _kinds(data["neuron_kinds"], where)} if "neuron_kinds" in data else {}),
     )
+    _check_format(target.format, where)
+    if backend.check_target is not None:
+        backend.check_target(target)
+    return target
+
+
+def _check_format(fmt: NumericFormat, where: str) -> None:
+    """Widths the integer model's int64 arithmetic (compiler/ir/lif.py) can hold."""
+    for key, value, lo, hi in (("decay_bits", fmt.decay_bits, 1, 24), ("state_bits", fmt.state_bits, 2, 32),
+                               ("activation_shift", fmt.activation_shift, 0, 16),
+                               ("threshold_shift", fmt.threshold_shift, 0, 16),
+                               ("weight_bits", fmt.weight_bits, 1, 24), ("threshold_bits", fmt.threshold_bits, 1, 31)):
+        if not lo <= value <= hi:
+            raise TargetError(f"{where}: 'format.{key}' = {value} is outside {lo}..{hi}, the widths the integer "
+                              "model computes exactly. Fix: a value in that range")
 
 
 def _kinds(value: Any, where: str) -> tuple[str, ...]:

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..compiler.errors import ArtifactError, InputError
-from ..compiler.mapping import NETWORK_FILE, load_int_network
-from ..compiler.passes.quantize import IntNetwork
-from .serial.firmware import build_host
-from .simulator import integer_inputs
+from ...compiler.backend import ExecutorRun
+from ...compiler.errors import ArtifactError, InputError
+from ...compiler.ir import NETWORK_FILE, IntNetwork, load_int_network
+from ..serial.firmware import build_host
+from ..simulator import integer_inputs
 
 
 @dataclass
@@ -34,7 +34,7 @@ def run_image(image: bytes, inet: IntNetwork, raster: Any, exe: Path | None = No
     exe = exe or build_host()
     parts = integer_inputs(inet, raster)
     names = list(inet.populations)
-    cols = [parts[n] for n in names if inet.populations[n].kind == "input"]
+    cols = [parts[n] for n in names if inet.populations[n].is_input]
     x = np.concatenate(cols, axis=1)
     if x.size and x.max() > 255:
         raise InputError(f"input spike count {int(x.max())} in one step; the engine takes at most 255")
@@ -56,7 +56,7 @@ def run_image(image: bytes, inet: IntNetwork, raster: Any, exe: Path | None = No
     col = 0
     for name in names:
         p = inet.populations[name]
-        if p.kind != "input":
+        if not p.is_input:
             spikes[name] = y[:, col:col + p.size].astype(bool)
             col += p.size
     return HostRun(spikes, json.loads(proc.stdout))
@@ -67,3 +67,21 @@ def run_host(out_dir: str | Path, raster: Any, exe: Path | None = None) -> dict[
     out_dir = Path(out_dir)
     inet = load_int_network(out_dir / NETWORK_FILE)
     return run_image((out_dir / "model.bin").read_bytes(), inet, raster, exe).spikes
+
+
+def run(out_dir: str | Path, raster: Any, emulate: bool = True) -> ExecutorRun:
+    """The Cortex-M executor: the firmware on QEMU when QEMU models the board and `emulate` is true
+    (flashed over AN3155, the model protocol over USART1), else the engine built for the host."""
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / "manifest.json"
+    try:
+        section = json.loads(manifest_path.read_text()).get("cortexm", {})
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{manifest_path}: cannot read the manifest ({exc}). Fix: compile again") from None
+    qemu_machine = section.get("qemu_machine")
+    if emulate and qemu_machine:
+        from ..serial import run_emulated
+
+        return ExecutorRun(run_emulated(out_dir, raster),
+                           f"firmware on QEMU {qemu_machine} (flashed over AN3155, model protocol over USART1)")
+    return ExecutorRun(run_host(out_dir, raster), "firmware engine built for the host (gcc)")

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ...backends.lava.emit import FORMAT_VERSION, MANIFEST, PROGRAM
 from ...compiler.errors import ArtifactError
-from .emit import FORMAT_VERSION, MANIFEST, PROGRAM
 
 DEFAULT_TIMEOUT_S = 900.0
 

@@ -24,7 +24,7 @@ import numpy as np
 import serial
 
 from ...compiler.errors import ArtifactError, InputError, TargetError
-from ...compiler.mapping import NETWORK_FILE, load_int_network
+from ...compiler.ir import NETWORK_FILE, load_int_network
 from ..simulator import integer_inputs
 from . import an3155
 from .client import DeviceClient, LinkError

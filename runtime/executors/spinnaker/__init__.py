@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.spinnaker.format import (
+from ....backends.spinnaker.format import (
     FILE_OF_KIND,
     HEADER_BYTES,
     MACHINE_FILE,
@@ -53,8 +53,8 @@ from ..backends.spinnaker.format import (
     core_dir,
     routing_path,
 )
-from ..compiler.errors import ArtifactError, InputError
-from .simulator import _wrap, decay
+from ....compiler.errors import ArtifactError, InputError
+from ....compiler.ir.lif import LifNeurons, Widths
 
 N_LINKS = 6
 LINK_VECTORS = ((1, 0), (1, 1), (0, 1), (-1, 0), (-1, -1), (0, -1))  # E NE N W SW S (SpiNNaker route word)
@@ -680,6 +680,20 @@ def integer_raster(m: Machine, raster: np.ndarray | dict[str, np.ndarray]) -> tu
     return out, steps
 
 
+def _widths(cores: list[_Neurons]) -> Widths:
+    """The integer model's widths, which every neuron core's file states; they must agree."""
+    if not cores:
+        return Widths(12, 24, 6, 6)  # no neurons: nothing is stepped
+    first = cores[0]
+    want = Widths(first.decay_shift, first.state_bits, first.act_shift, first.act_shift)
+    for nr in cores[1:]:
+        got = Widths(nr.decay_shift, nr.state_bits, nr.act_shift, nr.act_shift)
+        if got != want:
+            raise ArtifactError(f"{nr.label}: integer widths {got}, but {first.label} has {want}; expected one "
+                                "numeric format on every core. Fix: compile again")
+    return want
+
+
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
@@ -705,14 +719,12 @@ class _Runner:
         def per_neuron(vals: list[int]) -> np.ndarray:
             return np.repeat(np.asarray(vals, np.int64), sizes) if cores else np.zeros(0, np.int64)
 
-        self.du = per_neuron([nr.du for _, (nr, _, _) in cores])
-        self.dv = per_neuron([nr.dv for _, (nr, _, _) in cores])
-        self.dshift = per_neuron([nr.decay_shift for _, (nr, _, _) in cores])
-        self.ashift = per_neuron([nr.act_shift for _, (nr, _, _) in cores])
-        self.vth = np.left_shift(per_neuron([nr.vth for _, (nr, _, _) in cores]), self.ashift)
-        self.smax = np.left_shift(np.int64(1), per_neuron([nr.state_bits for _, (nr, _, _) in cores]) - 1)
-        self.bias = np.left_shift(_cat([nr.bias_mant for _, (nr, _, _) in cores]),
-                                  _cat([nr.bias_exp for _, (nr, _, _) in cores]))
+        self.neurons = LifNeurons(per_neuron([nr.du for _, (nr, _, _) in cores]),
+                                  per_neuron([nr.dv for _, (nr, _, _) in cores]),
+                                  per_neuron([nr.vth for _, (nr, _, _) in cores]),
+                                  np.left_shift(_cat([nr.bias_mant for _, (nr, _, _) in cores]),
+                                                _cat([nr.bias_exp for _, (nr, _, _) in cores])),
+                                  _widths([nr for _, (nr, _, _) in cores]))
         self.v = _cat([nr.v0 for _, (nr, _, _) in cores])
         self.u = _cat([nr.u0 for _, (nr, _, _) in cores])
         self.n_core = np.repeat(np.arange(len(cores)), sizes)
@@ -849,15 +861,7 @@ class _Runner:
             # 1. neuron updates (simulate_int's arithmetic, literally)
             a_in = self.ring[slot].copy()
             self.ring[slot] = 0
-            cur = _wrap(decay(self.u, self.du + 1, self.dshift), 32) + _wrap(np.left_shift(a_in, self.ashift), 32)
-            cur = _wrap(cur, 32)
-            wrapped = np.where(cur > self.smax, cur - 2 * self.smax, cur)
-            wrapped = np.where(wrapped <= -self.smax, cur + 2 * self.smax, wrapped)
-            self.u = wrapped
-            vn = np.clip(decay(self.v, self.dv, self.dshift) + wrapped + self.bias, -(self.smax - 1), self.smax - 1)
-            fired = vn > self.vth
-            vn[fired] = 0
-            self.v = vn
+            self.u, self.v, fired = self.neurons.step(self.u, self.v, a_in)
             fired_all[t] = fired
             f_idx = np.flatnonzero(fired)
             # 2. packets: neurons, spike sources, delay extensions
