@@ -7,7 +7,8 @@ import scipy.sparse as sp
 
 from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection
 from neurocc.compiler.targets.target import load_target
-from neurocc.runtime.simulator import decay, simulate_int
+from neurocc.compiler.ir import lif
+from neurocc.runtime.simulator import simulate_int
 
 
 def _net(w: np.ndarray, d: np.ndarray, du: int, dv: int, vth: int, exp: int = 0,
@@ -48,8 +49,8 @@ def test_matches_the_lava_reference_trace() -> None:
         buf[:, 0] = 0
         buf = np.roll(buf, -1, axis=1)
         buf += acc
-        u = decay(u, du + 1) + (a_in << 6)
-        v = np.clip(decay(v, dv) + u, -(2**23) + 1, 2**23 - 1)
+        u = lif.decay(u, du + 1, 12) + (a_in << 6)
+        v = np.clip(lif.decay(v, dv, 12) + u, -(2**23) + 1, 2**23 - 1)
         fired = v > (vth << 6)
         v[fired] = 0
         assert res.v["lif"][t].tolist() == v.tolist(), t
@@ -58,7 +59,7 @@ def test_matches_the_lava_reference_trace() -> None:
 
 def test_decay_truncates_toward_zero() -> None:
     x = np.array([-4097, -1, 0, 1, 4097])
-    assert decay(x, 2048).tolist() == [-2048, 0, 0, 0, 2048]
+    assert lif.decay(x, 2048, 12).tolist() == [-2048, 0, 0, 0, 2048]
 
 
 def test_negative_weight_exponent_floors_each_step_sum() -> None:
