@@ -232,8 +232,47 @@ def plot_placement(report: PlacementReport, mapping: Mapping, out_dir: str | Pat
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    files = [_plot_one_cpu(report, out) if mapping.target.mesh is None else _plot_mesh(report, mapping, out)]
+    if mapping.target.mesh is not None:
+        files.append(_plot_links(report, out))
+    # Per-step time.
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(report.step_time_s * 1e6, lw=1, label="one CPU (all slices)" if report.extra.get("one_cpu")
+            else "slowest core")
+    ax.axhline(report.budget_s * 1e6, color="r", ls="--", lw=1, label="real-time budget")
+    ax.set_xlabel("timestep")
+    ax.set_ylabel("us")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("time per step")
+    fig.tight_layout()
+    path = out / "step_time.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path)
+    return files
+
+
+def _plot_one_cpu(report: PlacementReport, out: Path) -> Path:
+    """One CPU runs every population in turn: its load is a bar per population."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = [c["label"] for c in report.cores]
+    ax.barh(labels, [c["time_per_step_s"] * 1e6 for c in report.cores], color="tab:blue")
+    ax.set_xlabel("mean time per step (us)")
+    ax.set_title(f"CPU load on {report.target}, by population")
+    fig.tight_layout()
+    path = out / "core_load.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_mesh(report: PlacementReport, mapping: Mapping, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     mesh = mapping.target.mesh
-    files = []
     # Core load: one cell per core, chips tiled over the mesh.
     side = int(np.ceil(np.sqrt(mesh.cores_per_chip)))
     grid = np.full((mesh.chips_y * side, mesh.chips_x * side), np.nan)
@@ -254,8 +293,12 @@ def plot_placement(report: PlacementReport, mapping: Mapping, out_dir: str | Pat
     path = out / "core_load.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    files.append(path)
-    # Link traffic.
+    return path
+
+
+def _plot_links(report: PlacementReport, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 5))
     chips = {c["chip"] for c in report.cores} | {chip for chip, _ in report.links}
     xs, ys = zip(*chips, strict=True) if chips else ((0,), (0,))
@@ -272,22 +315,7 @@ def plot_placement(report: PlacementReport, mapping: Mapping, out_dir: str | Pat
     path = out / "link_traffic.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    files.append(path)
-    # Per-step time.
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(report.step_time_s * 1e6, lw=1, label="slowest core")
-    ax.axhline(report.budget_s * 1e6, color="r", ls="--", lw=1, label="real-time budget")
-    ax.set_xlabel("timestep")
-    ax.set_ylabel("us")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_title("time per step")
-    fig.tight_layout()
-    path = out / "step_time.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path)
-    return files
+    return path
 
 
 def sweep(configs: list[dict[str, Any]], fn: Any, client: Any = None) -> list[Any]:
