@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection
+from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection, lif
 from neurocc.compiler.targets.target import load_target
-from neurocc.compiler.ir import lif
 from neurocc.runtime.simulator import simulate_int
 
 
