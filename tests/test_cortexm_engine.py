@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -24,12 +25,13 @@ import pytest
 import scipy.sparse as sp
 
 import neurocc
-from neurocc.backends.cortexm import check_fit, pack
-from neurocc.backends.cortexm.image import GROUP_SIZE, HEADER_SIZE, POP_SIZE, RING_SIZE
+import neurocc.workloads
+from neurocc.backends.cortexm import check_fit, pack, read_info
+from neurocc.backends.cortexm.image import FORMAT_VERSION, GROUP_SIZE, HEADER_SIZE, POP_SIZE, RING_SIZE
 from neurocc.compiler.errors import ArtifactError, TargetError
 from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection, sign_mode_of
 from neurocc.compiler.pipeline import compile_network
-from neurocc.compiler.targets.target import load_target
+from neurocc.compiler.targets.target import TARGET_DIR, load_target
 from neurocc.runtime.executors.cortexm import run_host, run_image
 from neurocc.runtime.serial.firmware import FIRMWARE_DIR, build_host
 from neurocc.runtime.simulator import simulate_int
@@ -238,8 +240,18 @@ def test_image_layout_and_crc(target, host_engine: Path, tmp_path: Path) -> None
     inet = gen_delays_negative_exp(target, np.random.default_rng(3))
     img = pack(inet, 0x0413)
     magic, version, hsize, size, crc, board = struct.unpack_from("<IHHIII", img.data)
-    assert (magic, version, hsize, size, board) == (0x4D43434E, 1, HEADER_SIZE, len(img.data), 0x0413)
+    assert (magic, version, hsize, size, board) == (0x4D43434E, 2, HEADER_SIZE, len(img.data), 0x0413)
+    assert FORMAT_VERSION == 2 and HEADER_SIZE == 68
     assert crc == zlib.crc32(img.data[16:]) == img.crc32
+    fmt = inet.format
+    # the widths: state_bits at 26, decay_bits, activation_shift, threshold_shift, reserved at 64..67
+    assert img.data[26] == fmt.state_bits and img.data[64:68] == bytes([fmt.decay_bits, fmt.activation_shift,
+                                                                         fmt.threshold_shift, 0])
+    info = read_info(img.data)
+    assert (info.state_bits, info.decay_bits, info.activation_shift, info.threshold_shift) == \
+        (fmt.state_bits, fmt.decay_bits, fmt.activation_shift, fmt.threshold_shift)
+    assert info.model_id == img.model_id and info.pop_sizes == [p.size for p in inet.populations.values()]
+    assert struct.unpack_from("<I", img.data, 36)[0] == HEADER_SIZE  # the population table follows the header
     n_pops, n_rings, n_groups = struct.unpack_from("<HHH", img.data, 20)
     pops_off, rings_off, groups_off = struct.unpack_from("<III", img.data, 36)
     assert rings_off - pops_off == POP_SIZE * n_pops and groups_off - rings_off == RING_SIZE * n_rings
@@ -302,3 +314,130 @@ def test_emit_files_and_model_c(target, tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="refusing"):
         mapping.emit(other)
     assert (other / "notes.txt").read_text() == "keep"
+
+
+# ---- the format's widths travel in the header (format version 2) ----
+
+NARROW = {"decay_bits": 10, "threshold_shift": 4, "threshold_bits": 14}
+
+
+def _target_toml(tmp_path: Path, name: str, **changes: int) -> Path:
+    """stm32f405.toml with some [format] keys changed."""
+    text = (TARGET_DIR / "stm32f405.toml").read_text()
+    for key, value in changes.items():
+        text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, key
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _small_net():
+    return neurocc.workloads.random_network(120, synapses_per_neuron=60, n_populations=2, n_inputs=60, max_delay=3,
+                                            seed=1)
+
+
+def _with_crc(data: bytearray) -> bytes:
+    data[12:16] = struct.pack("<I", zlib.crc32(bytes(data[16:])))
+    return bytes(data)
+
+
+def test_changed_widths_bit_exact_on_host_engine(host_engine: Path, tmp_path: Path) -> None:
+    """A user's target with decay_bits 10, threshold_bits 14, threshold_shift 4 compiles, and the engine (which
+    reads the widths from the image header) equals simulate_int under those widths, spike for spike."""
+    net = _small_net()
+    x = (np.random.default_rng(0).random((100, 60)) < 0.5).astype(np.int64)
+    mapping = neurocc.compile(net, str(_target_toml(tmp_path, "narrow", **NARROW)))
+    stock = neurocc.compile(net, "stm32f405")
+    fmt = mapping.network.format
+    assert (fmt.decay_bits, fmt.threshold_shift, fmt.threshold_bits) == (10, 4, 14)
+    out = mapping.emit(tmp_path / "out")
+    data = (out / "model.bin").read_bytes()
+    assert data[64:67] == bytes([10, fmt.activation_shift, 4])
+    assert read_info(data).decay_bits == 10
+    lifs = [n for n, p in mapping.network.populations.items() if p.kind != "input"]
+    for name in lifs:  # the widths reached the integer network: decays and thresholds in the narrow ranges
+        p, q = mapping.network.populations[name], stock.network.populations[name]
+        assert p.du <= fmt.decay_max and p.dv <= fmt.decay_max and p.vth <= fmt.threshold_max
+        assert (p.du, p.dv, p.vth) != (q.du, q.dv, q.vth)
+    got = run_host(out, x, host_engine)
+    ref = simulate_int(mapping.network, x, record=False)
+    for name in lifs:
+        diff = np.argwhere(ref.spikes[name] != got[name])
+        assert not diff.size, f"{name}: first divergence at step {diff[0][0]}, neuron {diff[0][1]}"
+        assert ref.spikes[name].sum() > 20, f"{name}: too few spikes for a test"
+    # the same tables under Loihi's widths spike differently: the engine really used the header's
+    loihi = replace(mapping.network, format=replace(fmt, decay_bits=12, threshold_shift=6))
+    other = simulate_int(loihi, x, record=False)
+    assert any((other.spikes[n] != got[n]).any() for n in lifs)
+
+
+@pytest.mark.parametrize(("offset", "value", "code"), [
+    (64, 0, 9), (64, 17, 9),            # decay_bits outside 1..16
+    (26, 1, 9), (26, 30, 9),            # state_bits outside 2..29
+    (65, 32, 9),                        # activation_shift > 31
+    (66, 31, 9),                        # threshold_shift > 30
+    (67, 1, 6),                         # reserved byte
+    (64, 8, 6),                         # decay_bits 8: du, dv up to 4095 no longer fit: inconsistent tables
+    (66, 12, 6),                        # threshold_shift 12: 4000 << 6 is not some vth << 12
+])
+def test_engine_refuses_header_widths(offset: int, value: int, code: int, target, host_engine: Path) -> None:
+    """A header the engine cannot honour (CRC made right again) is refused with its named code."""
+    inet = gen_delays_negative_exp(target, np.random.default_rng(3))
+    img = bytearray(pack(inet).data)
+    img[offset] = value
+    bad = _with_crc(img)
+    raster = random_raster(inet, 5, np.random.default_rng(1))
+    name = {9: "numeric widths", 6: "inconsistent tables"}[code]
+    with pytest.raises(ArtifactError, match=rf"invalid model image \(error {code}: {name}"):
+        run_image(bad, inet, raster, host_engine)
+
+
+def test_version_1_image_refused(target, host_engine: Path) -> None:
+    """A format-1 image (64-byte header, no widths) is refused by the engine and by read_info, by name."""
+    inet = gen_delays_negative_exp(target, np.random.default_rng(3))
+    img = bytearray(pack(inet).data)
+    img[4:8] = struct.pack("<HH", 1, 64)
+    old = _with_crc(img)
+    with pytest.raises(ArtifactError, match=r"error 2: unsupported format version"):
+        run_image(old, inet, random_raster(inet, 5, np.random.default_rng(1)), host_engine)
+    with pytest.raises(ArtifactError, match=r"format version 1 .*reads version 2.*Fix: compile again"):
+        read_info(old)
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"decay_bits": 17}, "format.decay_bits"),
+    ({"state_bits": 30}, "format.state_bits"),
+    ({"threshold_shift": 15}, "format.threshold_bits' + 'format.threshold_shift"),
+])
+def test_pack_refuses_widths_the_engine_cannot_honour(change: dict, key: str, target, tmp_path: Path) -> None:
+    """Widths the target loader takes but the engine cannot compute exactly: the packer names the key and a fix,
+    and a compile for such a target stops there, before anything is written."""
+    inet = gen_delays_negative_exp(target, np.random.default_rng(3))
+    inet.format = replace(inet.format, **change)
+    with pytest.raises(TargetError, match=re.escape(key)) as err:
+        pack(inet)
+    assert "Fix:" in str(err.value)
+    with pytest.raises(TargetError, match=re.escape(key)):
+        neurocc.compile(_small_net(), str(_target_toml(tmp_path, "wide", **change)))
+
+
+@pytest.mark.parametrize("widths", [
+    {"decay_bits": 16, "activation_shift": 10, "threshold_shift": 8, "state_bits": 28},
+    {"decay_bits": 4, "activation_shift": 6, "threshold_shift": 2, "state_bits": 20},
+    {"decay_bits": 16, "activation_shift": 31, "threshold_shift": 6, "state_bits": 29},  # the engine's bounds
+], ids=lambda w: "-".join(str(v) for v in w.values()))
+@pytest.mark.parametrize("case", ["delays_negative_exp", "wrap_and_tonic"])
+def test_other_widths_on_host_engine(case: str, widths: dict, host_engine: Path, target) -> None:
+    """Generated networks under widths near and at the engine's bounds: bit-exact against simulate_int."""
+    make, graded = GENERATED[case]
+    rng = np.random.default_rng(len(case))
+    inet = make(target, rng)
+    raster = random_raster(inet, 150, rng, graded=graded)
+    inet.format = fmt = replace(inet.format, **widths)
+    for p in inet.populations.values():
+        if p.kind != "input":
+            p.du, p.dv, p.vth = min(p.du, fmt.decay_max), min(p.dv, fmt.decay_max), min(p.vth, fmt.threshold_max)
+    image = pack(inet)
+    assert image.data[64:67] == bytes([fmt.decay_bits, fmt.activation_shift, fmt.threshold_shift])
+    assert assert_same(inet, raster, run_image(image.data, inet, raster, host_engine).spikes) > 0

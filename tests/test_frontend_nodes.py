@@ -125,7 +125,7 @@ def test_input_node_shape_and_raster():
                               "fc": nir.Linear(weight=w), "acc": integrator((4,)), "out": out(4)},
                              [("in", "flat"), ("flat", "fc"), ("fc", "acc"), ("acc", "out")]), dt=DT)
     pin = net.populations["in"]
-    assert (pin.kind, pin.shape, net.inputs) == ("Input", (2, 3), ["in"])
+    assert (pin.kind, pin.shape, net.inputs) == ("input", (2, 3), ["in"])
     assert np.array_equal(only_projection(net, "in", "acc").weights.toarray(), w)
     x = spikes(rng, 30, 2, 3)
     res = neurocc.simulate(net, x)

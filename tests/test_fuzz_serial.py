@@ -189,8 +189,9 @@ def test_spike_encoding_round_trips_within_the_worst_case(bits: list[bool]) -> N
 
 # ---- host side: damaged copies of the right reply ---------------------------------------------------------------
 
-_PING_TAIL = bytes([1, 1, 0, 0]) + struct.pack("<I", BOARD_ID)
-_INFO = struct.pack("<BBHIIIHHBBHIIII", 1, 1, 0, BOARD_ID, 0x8000, 0x5FE0, 1024, 2048, 0, 0xFF, 0, 1648, 0xABCD,
+# proto_version 1, image format version 2 (snn_image.h SNN_IMG_VERSION)
+_PING_TAIL = bytes([1, 2, 0, 0]) + struct.pack("<I", BOARD_ID)
+_INFO = struct.pack("<BBHIIIHHBBHIIII", 1, 2, 0, BOARD_ID, 0x8000, 0x5FE0, 1024, 2048, 0, 0xFF, 0, 1648, 0xABCD,
                     0x1234, 7)
 _STATS = struct.pack("<11I", *range(1, 12))
 

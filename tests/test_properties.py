@@ -65,7 +65,7 @@ def test_reference_is_deterministic_and_well_formed(case) -> None:
 @SLOW
 @given(case=networks(max_delay=63))
 def test_lava_equals_reference(tmp_path_factory, case) -> None:
-    from neurocc.backends.lava import run
+    from neurocc.runtime.executors.lava import run
 
     graph, raster = case
     _, mapping = _compile(graph, "loihi2")
@@ -111,7 +111,7 @@ def _assert_same(mapping, raster, got: dict[str, np.ndarray]) -> None:
 
 
 def _spinnaker(tmp_path_factory, mapping, raster) -> None:
-    from neurocc.runtime.spinnaker_exec import run
+    from neurocc.runtime.executors.spinnaker import run
 
     out = mapping.emit(Path(tmp_path_factory.mktemp("spinnaker")) / "out")
     _assert_same(mapping, raster, run(out, raster).spikes)
@@ -145,7 +145,7 @@ def host_engine(tmp_path_factory) -> Path:
 
 
 def _cortexm(tmp_path_factory, exe: Path, mapping, raster) -> None:
-    from neurocc.runtime.cortexm_host import run_host
+    from neurocc.runtime.executors.cortexm import run_host
 
     out = mapping.emit(Path(tmp_path_factory.mktemp("cortexm")) / "out")
     _assert_same(mapping, raster, run_host(out, raster, exe))

@@ -1,7 +1,10 @@
-"""Pack an IntNetwork into the firmware's model image (firmware/engine/snn_image.h, format version 1).
+"""Pack an IntNetwork into the firmware's model image (firmware/engine/snn_image.h, format version 2).
 
-Layout: a 64-byte header, the population, ring and group tables, then data blobs (biases, row
-pointers, post indices, weights, delay segments), every one 4-byte aligned, little-endian.
+Layout: a 68-byte header, the population, ring and group tables, then data blobs (biases, row
+pointers, post indices, weights, delay segments), every one 4-byte aligned, little-endian. The header
+carries the integer model's widths (the target's NumericFormat: decay_bits, state_bits,
+activation_shift, threshold_shift); the engine reads them there and refuses widths its int32/int64
+arithmetic cannot compute exactly, and `check_widths` refuses the same ones here, first.
 
 Synapses are stored per *group* (one projection, or one (projection, delay) when that is needed for
 exactness) as rows per pre neuron, in the fastest of these encodings that is at most SIZE_SLACK times
@@ -33,10 +36,11 @@ import numpy as np
 
 from ...compiler.errors import TargetError
 from ...compiler.ir import IntNetwork, MemoryImage
+from ...compiler.targets.target import NumericFormat
 
 MAGIC = 0x4D43434E  # "NCCM"
-FORMAT_VERSION = 1
-HEADER_SIZE = 64
+FORMAT_VERSION = 2
+HEADER_SIZE = 68
 POP_SIZE = 32
 RING_SIZE = 8
 GROUP_SIZE = 32
@@ -53,6 +57,15 @@ POP_INPUT, POP_LIF = 0, 1
 POPF_OUTPUT, POPF_BIAS = 1, 2
 
 BOARD_ANY = 0
+
+# Widths the engine computes exactly (snn_image.h SNN_IMG_*; the reasons are there): key -> (lo, hi, why)
+WIDTH_BOUNDS = {
+    "decay_bits": (1, 16, "the engine stores du and dv as uint16 and forms x * (2^decay_bits - D) in 64 bits"),
+    "state_bits": (2, 29, "the engine sums v in int32 (|decay(v) + bias| < 2^29)"),
+    "activation_shift": (0, 31, "the engine shifts a_in as a uint32"),
+    "threshold_shift": (0, 30, "the engine stores vth << threshold_shift as a non-negative int32"),
+}
+INT32_MAX = (1 << 31) - 1
 
 
 @dataclass
@@ -237,6 +250,19 @@ def arena_bytes(n_state: int, ring_words: int, n_rings: int, max_lif: int, n_pop
             + _align4(2 * n_neurons) + _align4(n_neurons))
 
 
+def check_widths(fmt: NumericFormat, where: str) -> None:
+    """TargetError for a format whose widths the engine cannot honour (snn_validate would say SNN_E_WIDTHS)."""
+    for key, (lo, hi, why) in WIDTH_BOUNDS.items():
+        value = getattr(fmt, key)
+        if not lo <= value <= hi:
+            raise TargetError(f"{where}: 'format.{key}' = {value} is outside {lo}..{hi}, the widths the Cortex-M "
+                              f"engine computes exactly ({why}). Fix: 'format.{key}' in {lo}..{hi}")
+    if fmt.threshold_bits + fmt.threshold_shift > 31:
+        raise TargetError(f"{where}: 'format.threshold_bits' + 'format.threshold_shift' = {fmt.threshold_bits} + "
+                          f"{fmt.threshold_shift} > 31: the largest vth << threshold_shift does not fit the engine's "
+                          "int32 threshold. Fix: lower 'format.threshold_bits' or 'format.threshold_shift'")
+
+
 def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_SLACK) -> MemoryImage:
     """The model image of `inet`. size_slack = 1.0 gives the smallest image; the default trades up to
     30% of synapse bytes for fewer instructions per synaptic event."""
@@ -249,9 +275,19 @@ def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_S
                               f"{MAX_POP} per population. Fix: split the layer")
         if p.size == 0:
             raise TargetError(f"population {p.name!r} is empty")
-    state_bits = inet.format.state_bits
-    if not 2 <= state_bits <= 29:
-        raise TargetError(f"state_bits = {state_bits}: the engine supports 2..29")
+    fmt = inet.format
+    check_widths(fmt, f"target {inet.target}")
+    widths = bytes([fmt.state_bits, fmt.decay_bits, fmt.activation_shift, fmt.threshold_shift])
+    for p in pops:
+        if p.kind == "input":
+            continue
+        if not (0 <= p.du <= fmt.decay_max and 0 <= p.dv <= fmt.decay_max):
+            raise TargetError(f"population {p.name!r}: du = {p.du}, dv = {p.dv}; 'format.decay_bits' = "
+                              f"{fmt.decay_bits} takes 0..{fmt.decay_max}. Fix: quantize for this target")
+        if not 0 <= int(p.vth) << fmt.threshold_shift <= INT32_MAX:
+            raise TargetError(f"population {p.name!r}: vth {int(p.vth)} << 'format.threshold_shift' "
+                              f"{fmt.threshold_shift} is outside the engine's int32 threshold. Fix: quantize for "
+                              "this target")
     groups, rings = _groups(inet, index)
     # tables are contiguous per population: groups by pre, rings by post (stable: projection order)
     g_order = sorted(range(len(groups)), key=lambda k: groups[k].pre)
@@ -339,7 +375,7 @@ def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_S
         first_group = my_groups[0] if my_groups else 0
         out += struct.pack("<BBHIHHiIIHHHH", POP_INPUT if p.kind == "input" else POP_LIF, flags, 0, p.size,
                            p.du if p.kind != "input" else 0, p.dv if p.kind != "input" else 0,
-                           (int(p.vth) << 6) if p.kind != "input" else 0, bias_off, sbase,
+                           (int(p.vth) << fmt.threshold_shift) if p.kind != "input" else 0, bias_off, sbase,
                            first_ring, len(my_rings), first_group, len(my_groups))
     for r in rings:
         out += struct.pack("<HBbI", r.post, r.slots, r.shift, 0)
@@ -348,10 +384,12 @@ def pack(inet: IntNetwork, board_id: int = BOARD_ANY, size_slack: float = SIZE_S
     assert len(out) == base
     out += blob
     size = len(out)
-    model_id = int.from_bytes(hashlib.sha256(bytes(out[HEADER_SIZE:])).digest()[:4], "little")
-    header = struct.pack("<IHHIIIHHHBBIIIIIIIII", MAGIC, FORMAT_VERSION, HEADER_SIZE, size, 0, board_id,
-                         len(pops), len(rings), len(groups), state_bits, 0,
-                         n_state, arena, pops_off, rings_off, groups_off, max_lif, n_neurons, ring_words, model_id)
+    # the widths are part of the model: the same tables under another format are another model
+    model_id = int.from_bytes(hashlib.sha256(widths + bytes(out[HEADER_SIZE:])).digest()[:4], "little")
+    header = struct.pack("<IHHIIIHHHBBIIIIIIIIIBBBB", MAGIC, FORMAT_VERSION, HEADER_SIZE, size, 0, board_id,
+                         len(pops), len(rings), len(groups), fmt.state_bits, 0,
+                         n_state, arena, pops_off, rings_off, groups_off, max_lif, n_neurons, ring_words, model_id,
+                         fmt.decay_bits, fmt.activation_shift, fmt.threshold_shift, 0)
     assert len(header) == HEADER_SIZE
     out[:HEADER_SIZE] = header
     crc = zlib.crc32(bytes(out[CRC_START:])) & 0xFFFFFFFF
@@ -372,26 +410,37 @@ class ImageInfo:
     pop_kinds: list[int]
     pop_sizes: list[int]
     pop_flags: list[int]
+    state_bits: int
+    decay_bits: int
+    activation_shift: int
+    threshold_shift: int
 
 
 def read_info(data: bytes) -> ImageInfo:
     from ...compiler.errors import ArtifactError
 
+    if len(data) < 8 or struct.unpack_from("<I", data, 0)[0] != MAGIC:
+        raise ArtifactError("not a neurocc model image (no \"NCCM\" magic). Fix: compile again")
+    version, hsize = struct.unpack_from("<HH", data, 4)
+    if version != FORMAT_VERSION or hsize != HEADER_SIZE:
+        raise ArtifactError(f"model image of format version {version} (header {hsize} bytes); this neurocc reads "
+                            f"version {FORMAT_VERSION} ({HEADER_SIZE}-byte header, with the format's widths). "
+                            "Fix: compile again")
     if len(data) < HEADER_SIZE:
         raise ArtifactError("model image is shorter than its header")
-    magic, version, hsize, size, crc, board = struct.unpack_from("<IHHIII", data, 0)
-    if magic != MAGIC or version != FORMAT_VERSION or hsize != HEADER_SIZE:
-        raise ArtifactError(f"not a neurocc model image of format {FORMAT_VERSION} (magic {magic:#x}, version "
-                            f"{version}). Fix: compile again")
+    size, crc, board = struct.unpack_from("<III", data, 8)
     if size != len(data) or zlib.crc32(data[CRC_START:]) & 0xFFFFFFFF != crc:
         raise ArtifactError("model image is truncated or corrupt (size or CRC32 mismatch). Fix: compile again")
     n_pops = struct.unpack_from("<H", data, 20)[0]
     arena, pops_off = struct.unpack_from("<II", data, 32)
     model_id = struct.unpack_from("<I", data, 60)[0]
+    state_bits = data[26]
+    decay_bits, act_shift, th_shift = data[64], data[65], data[66]
     kinds, sizes, flags = [], [], []
     for k in range(n_pops):
         kind, fl, _, n = struct.unpack_from("<BBHI", data, pops_off + POP_SIZE * k)
         kinds.append(kind)
         sizes.append(n)
         flags.append(fl)
-    return ImageInfo(size, crc, board, model_id, arena, kinds, sizes, flags)
+    return ImageInfo(size, crc, board, model_id, arena, kinds, sizes, flags, state_bits, decay_bits, act_shift,
+                     th_shift)

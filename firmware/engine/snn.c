@@ -1,8 +1,10 @@
-/* neurocc SNN engine (see snn.h). The arithmetic follows runtime/simulator.py simulate_int exactly:
+/* neurocc SNN engine (see snn.h). The arithmetic follows compiler/ir/lif.py LifNeurons.step exactly,
+ * with the widths of the image header (decay_bits, state_bits, activation_shift, threshold_shift):
  *
  *   per projection and delay d: acc = sum of weights of spiking inputs, shifted by the weight exponent
  *   (left, or arithmetic right = floor), lands at t+1+d;
- *   u = wrap24(int32(decay(u, du+1) + (a_in << 6)));  v = clip(decay(v, dv) + u + bias);  spike if v > vth<<6.
+ *   u = wrap_state(int32(decay(u, du+1) + (a_in << activation_shift)));  v = clip(decay(v, dv) + u + bias);
+ *   spike if v > vth << threshold_shift (stored shifted).
  *
  * Synaptic sums land unshifted in rings; the shift is applied when a slot is read. A left shift is
  * linear mod 2^32, so projections with equal non-negative shifts into one population share a ring;
@@ -54,10 +56,14 @@ SNN_INLINE int32_t u2i(uint32_t x) {
     return x < 0x80000000u ? (int32_t)x : -(int32_t)(~x) - 1;
 }
 
-SNN_INLINE int32_t decay(int32_t x, int32_t f) {
-    /* Lava: sign(x*f) * (|x*f| >> 12), truncating toward zero; f = 4096 - D */
-    int64_t p = (int64_t)x * f;
-    return (int32_t)(p >= 0 ? (p >> 12) : -((-p) >> 12));
+SNN_INLINE int32_t decay(int32_t x, uint32_t f, uint32_t db, uint32_t hi_shift) {
+    /* Lava: sign(x*f) * (|x*f| >> db), truncating toward zero; f = 2^db - D in [0, 2^db], db in 1..16,
+     * hi_shift = 32 - db. |x| * f < 2^48 fits uint64 and the quotient (<= |x|) fits 32 bits, so it is
+     * the low word >> db OR the high word << (32 - db): no 64-bit shift by a variable amount. */
+    uint32_t m = x < 0 ? 0u - (uint32_t)x : (uint32_t)x;
+    uint64_t p = (uint64_t)m * f;
+    uint32_t q = ((uint32_t)p >> db) | ((uint32_t)(p >> 32) << hi_shift);
+    return u2i(x < 0 ? 0u - q : q);
 }
 
 SNN_INLINE uint32_t arrive(uint32_t raw, int32_t shift) {
@@ -173,15 +179,25 @@ int snn_validate(const uint8_t *img, uint32_t size, uint32_t board_id, uint32_t 
     const snn_img_group_t *groups;
     uint32_t p, r, gi, n_state = 0, n_neurons = 0, max_lif = 0, need;
     uint64_t ring_words = 0;
+    uint32_t dmax;
     int rc;
-    if (img == NULL || size < sizeof(snn_img_header_t) || ((uintptr_t)img & 3u)) return SNN_E_SIZE;
+    /* magic, version and header size first (they sit in the first 8 bytes of every format version):
+     * an image of another version is refused as such, whatever its size */
+    if (img == NULL || size < 8u || ((uintptr_t)img & 3u)) return SNN_E_SIZE;
     if (h->magic != SNN_IMG_MAGIC) return SNN_E_MAGIC;
     if (h->version != SNN_IMG_VERSION || h->header_size != sizeof(snn_img_header_t)) return SNN_E_VERSION;
+    if (size < sizeof(snn_img_header_t)) return SNN_E_SIZE;
     if (h->image_size > size || h->image_size < sizeof(snn_img_header_t)) return SNN_E_SIZE;
     size = h->image_size;
     if (snn_crc32(0, img + SNN_CRC_START, size - SNN_CRC_START) != h->crc32) return SNN_E_CRC;
     if (board_id != SNN_BOARD_ANY && h->board_id != SNN_BOARD_ANY && h->board_id != board_id) return SNN_E_BOARD;
-    if (h->state_bits < 2 || h->state_bits > 29 || h->n_pops == 0) return SNN_E_FORMAT;
+    /* the widths the arithmetic below computes exactly (bounds and reasons: snn_image.h) */
+    if (h->decay_bits < SNN_IMG_DECAY_BITS_MIN || h->decay_bits > SNN_IMG_DECAY_BITS_MAX ||
+        h->state_bits < SNN_IMG_STATE_BITS_MIN || h->state_bits > SNN_IMG_STATE_BITS_MAX ||
+        h->activation_shift > SNN_IMG_ACTIVATION_SHIFT_MAX || h->threshold_shift > SNN_IMG_THRESHOLD_SHIFT_MAX)
+        return SNN_E_WIDTHS;
+    if (h->reserved != 0 || h->n_pops == 0) return SNN_E_FORMAT;
+    dmax = (1u << h->decay_bits) - 1u;
     if (!in_image(size, h->pops_off, (uint64_t)h->n_pops * sizeof(snn_img_pop_t), 4) ||
         !in_image(size, h->rings_off, (uint64_t)h->n_rings * sizeof(snn_img_ring_t), 4) ||
         !in_image(size, h->groups_off, (uint64_t)h->n_groups * sizeof(snn_img_group_t), 4))
@@ -200,10 +216,11 @@ int snn_validate(const uint8_t *img, uint32_t size, uint32_t board_id, uint32_t 
             if (rings[r].post != p) return SNN_E_FORMAT;
         n_neurons += q->n;
         if (q->kind == SNN_POP_INPUT) {
-            if (q->n_rings || q->du || q->dv || q->vth6 || (q->flags & SNN_POPF_BIAS)) return SNN_E_FORMAT;
+            if (q->n_rings || q->du || q->dv || q->vth_shifted || (q->flags & SNN_POPF_BIAS)) return SNN_E_FORMAT;
             continue;
         }
-        if (q->du > 4095 || q->dv > 4095 || q->vth6 < 0 || q->state_base != n_state) return SNN_E_FORMAT;
+        if (q->du > dmax || q->dv > dmax || q->vth_shifted < 0 || q->state_base != n_state) return SNN_E_FORMAT;
+        if ((uint32_t)q->vth_shifted & ((1u << h->threshold_shift) - 1u)) return SNN_E_FORMAT; /* not vth << shift */
         if (q->flags & SNN_POPF_BIAS) {
             const int32_t *b;
             uint32_t i;
@@ -322,7 +339,10 @@ SNN_UPDATE void snn_update_pop(snn_t *e, uint32_t p) {
     uint32_t *a = (uint32_t *)(void *)e->a_in;
     int32_t *u = e->u + q->state_base, *v = e->v + q->state_base;
     const int32_t *bias = (q->flags & SNN_POPF_BIAS) ? (const int32_t *)(const void *)(e->img + q->bias_off) : NULL;
-    const int32_t fu = 4096 - ((int32_t)q->du + 1), fv = 4096 - (int32_t)q->dv, vth6 = q->vth6;
+    /* the header's widths; validated: 1 <= db <= 16, du, dv < 2^db, act <= 31 */
+    const uint32_t db = e->hdr->decay_bits, hi_shift = 32u - db, act = e->hdr->activation_shift;
+    const uint32_t fu = (1u << db) - ((uint32_t)q->du + 1u), fv = (1u << db) - (uint32_t)q->dv;
+    const int32_t vth = q->vth_shifted;
     const int32_t smax = (int32_t)1 << (e->hdr->state_bits - 1), vmax = smax - 1;
     uint16_t *out = e->spike_idx + e->spike_off[p];
     uint32_t i, r, ns = 0;
@@ -340,20 +360,21 @@ SNN_UPDATE void snn_update_pop(snn_t *e, uint32_t p) {
         }
     }
     for (i = 0; i < n; i++) {
-        /* u: int32 arithmetic, then Lava's literal 24-bit wrap (one correction each way) */
-        int32_t c = u2i((uint32_t)decay(u[i], fu) + (a[i] << 6));
+        /* u: int32 arithmetic (the uint32 shift and sum wrap mod 2^32, as the reference's wrap to 32 bits),
+         * then Lava's literal state wrap (one correction each way) */
+        int32_t c = u2i((uint32_t)decay(u[i], fu, db, hi_shift) + (a[i] << act));
         int32_t w = c, s, x;
         if (c > smax) w = u2i((uint32_t)c - 2u * (uint32_t)smax);
         if (w <= -smax) w = u2i((uint32_t)c + 2u * (uint32_t)smax);
         u[i] = w;
         /* v: |decay(v) + bias| < 2^29, so clamping u to +-2^30 first keeps the sum in int32 and
          * gives the same clipped result as the reference's int64 sum */
-        s = decay(v[i], fv) + (bias ? bias[i] : 0);
+        s = decay(v[i], fv, db, hi_shift) + (bias ? bias[i] : 0);
         x = w > (1 << 30) ? (1 << 30) : (w < -(1 << 30) ? -(1 << 30) : w);
         x += s;
         if (x > vmax) x = vmax;
         if (x < -vmax) x = -vmax;
-        if (x > vth6) {
+        if (x > vth) {
             x = 0;
             out[ns++] = (uint16_t)i;
         }

@@ -26,6 +26,7 @@ enum snn_status {
     SNN_E_FORMAT = 6,     /* inconsistent tables (bad kind, index out of range, ...) */
     SNN_E_ARENA = 7,      /* the arena is smaller than the image needs */
     SNN_E_INPUT = 8,      /* input spike for a non-input population or out of range */
+    SNN_E_WIDTHS = 9,     /* header widths (decay_bits, state_bits, shifts) this engine cannot compute exactly */
 };
 
 /* Counters since the last snn_reset (STATS). */

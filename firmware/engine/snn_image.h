@@ -1,7 +1,10 @@
-/* The neurocc model image, format version 1 (docs/device-protocol.md §4).
+/* The neurocc model image, format version 2 (docs/device-protocol.md §4).
  *
  * Little-endian; every table starts 4-byte aligned; the image itself must be 4-byte aligned in
  * memory. backends/cortexm/image.py writes exactly these layouts (and its tests pin the sizes).
+ * Version 2 carries the integer model's widths (the target's NumericFormat) in the header: the
+ * engine has no width literals, and refuses widths its int32/int64 arithmetic cannot compute
+ * exactly (SNN_E_WIDTHS; the SNN_IMG_* bounds below, which image.py checks first).
  */
 #ifndef NEUROCC_SNN_IMAGE_H
 #define NEUROCC_SNN_IMAGE_H
@@ -9,8 +12,22 @@
 #include <stdint.h>
 
 #define SNN_IMG_MAGIC 0x4D43434Eu /* "NCCM" */
-#define SNN_IMG_VERSION 1u
+#define SNN_IMG_VERSION 2u
 #define SNN_CRC_START 16u /* the CRC covers bytes [16, image_size) */
+
+/* Widths the engine computes exactly (inclusive bounds; backends/cortexm/image.py WIDTH_BOUNDS):
+ *   decay_bits 1..16        du, dv are uint16 in the population table, so at most 2^16 - 1; the
+ *                           decay product |x| * (2^decay_bits - D) < 2^31 * 2^16 fits uint64, and
+ *                           the quotient (<= |x|) fits 32 bits
+ *   state_bits 2..29        |decay(v) + bias| < 2^29 keeps the v sum in int32 (snn_update_pop)
+ *   activation_shift 0..31  a_in << shift is a uint32 shift: mod 2^32, the reference's wrap to 32 bits
+ *   threshold_shift 0..30   vth << shift is stored as a non-negative int32: any vth >= 1 needs <= 30 */
+#define SNN_IMG_DECAY_BITS_MIN 1u
+#define SNN_IMG_DECAY_BITS_MAX 16u
+#define SNN_IMG_STATE_BITS_MIN 2u
+#define SNN_IMG_STATE_BITS_MAX 29u
+#define SNN_IMG_ACTIVATION_SHIFT_MAX 31u
+#define SNN_IMG_THRESHOLD_SHIFT_MAX 30u
 
 /* Board ids: an image runs only on the board it was built for (0 = portable, e.g. the host). */
 #define SNN_BOARD_ANY 0u
@@ -57,17 +74,22 @@ typedef struct {
     uint32_t max_lif;     /* largest LIF population (a_in scratch) */
     uint32_t n_neurons;   /* all populations, inputs included (spike lists) */
     uint32_t ring_words;  /* sum over rings of slots * n_post */
-    uint32_t model_id;    /* first 4 bytes of the network's sha256, for INFO */
-} snn_img_header_t;       /* 64 bytes */
+    uint32_t model_id;    /* first 4 bytes of sha256(the 4 width bytes, then bytes [68, image_size)), for INFO */
+    /* format version 2: the rest of the integer model's widths */
+    uint8_t decay_bits;       /* decay(x, D) = x * (2^decay_bits - D) >> decay_bits, toward zero (12 on Loihi) */
+    uint8_t activation_shift; /* a_in << activation_shift enters u (6 on Loihi) */
+    uint8_t threshold_shift;  /* a neuron fires when v > vth << threshold_shift (6 on Loihi) */
+    uint8_t reserved;         /* 0 */
+} snn_img_header_t;       /* 68 bytes */
 
 typedef struct {
     uint8_t kind;         /* snn_pop_kind */
     uint8_t flags;        /* snn_pop_flags */
     uint16_t reserved;
     uint32_t n;           /* neurons, <= 65535 */
-    uint16_t du;          /* current decay D: u *= (4096 - (du + 1)) / 4096 */
-    uint16_t dv;          /* voltage decay */
-    int32_t vth6;         /* vth << 6 */
+    uint16_t du;          /* current decay D: u *= (2^decay_bits - (du + 1)) / 2^decay_bits; < 2^decay_bits */
+    uint16_t dv;          /* voltage decay: v *= (2^decay_bits - dv) / 2^decay_bits; < 2^decay_bits */
+    int32_t vth_shifted;  /* vth << threshold_shift (>= 0; its low threshold_shift bits are 0) */
     uint32_t bias_off;    /* int32[n] effective bias (mant << exp), or 0 if all zero */
     uint32_t state_base;  /* first index into u/v */
     uint16_t first_ring, n_rings;   /* rings into this population (contiguous) */

@@ -30,6 +30,15 @@ static uint8_t *slurp(const char *path, uint32_t *len) {
     return buf;
 }
 
+/* snn_status names, as runtime/serial/framing.py SNN_STATUS tells them to the user */
+static const char *status_name(int rc) {
+    static const char *const names[] = {"ok", "bad magic", "unsupported format version (compile again)",
+                                        "truncated", "CRC mismatch", "built for another board",
+                                        "inconsistent tables", "arena too small", "bad input",
+                                        "numeric widths the engine cannot compute exactly"};
+    return rc >= 0 && rc < (int)(sizeof names / sizeof names[0]) ? names[rc] : "unknown";
+}
+
 static uint32_t rd32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 static void wr32(FILE *f, uint32_t x) {
     uint8_t b[4] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16), (uint8_t)(x >> 24)};
@@ -55,13 +64,13 @@ int main(int argc, char **argv) {
     }
     rc = snn_validate(img, img_len, SNN_BOARD_ANY, &need);
     if (rc != SNN_OK) {
-        fprintf(stderr, "snn_run: invalid model image (error %d)\n", rc);
+        fprintf(stderr, "snn_run: invalid model image (error %d: %s)\n", rc, status_name(rc));
         return 2;
     }
     arena = malloc(need ? need : 4);
     rc = snn_open(&e, img, img_len, SNN_BOARD_ANY, arena, need);
     if (rc != SNN_OK) {
-        fprintf(stderr, "snn_run: cannot open model (error %d)\n", rc);
+        fprintf(stderr, "snn_run: cannot open model (error %d: %s)\n", rc, status_name(rc));
         return 2;
     }
     if (in_len < 12 || memcmp(in, "NCRI", 4) != 0) {

@@ -11,10 +11,8 @@ Port URLs go to pyserial's serial_for_url: /dev/ttyUSB0, socket://127.0.0.1:PORT
 from __future__ import annotations
 
 import json
-import struct
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 import serial
 
+from ...backends.cortexm.image import read_info
 from ...compiler.errors import ArtifactError, InputError, TargetError
 from ...compiler.ir import NETWORK_FILE, load_int_network
 from ..simulator import integer_inputs
@@ -80,11 +79,13 @@ def artifacts(out_dir: str | Path) -> Artifacts:
             from None
     if manifest.get("family") != "cortexm" or "cortexm" not in manifest:
         raise ArtifactError(f"{out_dir}: compiled for {manifest.get('target')!r}, not a Cortex-M part")
-    # the image header (firmware/engine/snn_image.h): magic, version, size, CRC32 of bytes [16, size)
-    ok = len(image) >= 64 and struct.unpack_from("<IHHI", image, 0) == (0x4D43434E, 1, 64, len(image))
-    if not ok or zlib.crc32(image[16:]) != struct.unpack_from("<I", image, 12)[0] or \
-            f"{struct.unpack_from('<I', image, 12)[0]:08x}" != manifest["cortexm"]["image"]["crc32"]:
-        raise ArtifactError(f"{out_dir}: {IMAGE} is corrupt or does not match its manifest. Fix: compile again")
+    # the image header (firmware/engine/snn_image.h): magic, format version, size, CRC32 of bytes [16, size)
+    try:
+        info = read_info(image)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{out_dir}: {IMAGE}: {exc}") from None
+    if f"{info.crc32:08x}" != manifest["cortexm"]["image"]["crc32"]:
+        raise ArtifactError(f"{out_dir}: {IMAGE} does not match its manifest. Fix: compile again")
     return Artifacts(out_dir, manifest, image)
 
 

@@ -26,7 +26,8 @@ ERRORS = {
     10: "STEP input out of range", 11: "STEP reply would exceed the device's frame size",
 }
 SNN_STATUS = {1: "bad magic", 2: "unsupported format version", 3: "truncated", 4: "CRC mismatch",
-              5: "built for another board", 6: "inconsistent tables", 7: "arena too small", 8: "bad input"}
+              5: "built for another board", 6: "inconsistent tables", 7: "arena too small", 8: "bad input",
+              9: "numeric widths the engine cannot compute exactly"}  # snn.h enum snn_status
 PERR_BAD_FRAME = 1
 
 
