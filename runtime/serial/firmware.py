@@ -1,16 +1,25 @@
-"""Build the firmware with firmware/Makefile (the host engine, the netduinoplus2 images, the plugin)."""
+"""Build the firmware with firmware/Makefile (the host engine, the netduinoplus2 images, the plugin).
+
+The C sources are package data (`neurocc.firmware`), so an installed wheel builds them as a checkout
+does. Builds go to a per-user cache keyed by the sources' digest, never into the package: site-packages
+may be read-only, and two installs of different sources must not share object files.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from ...compiler.errors import NeuroccError
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
-DEFAULT_BUILD = FIRMWARE_DIR / "build"
+FIRMWARE_DIR = Path(str(resources.files("neurocc.firmware")))
+SOURCE_SUFFIXES = {".c", ".h", ".ld"}
 
 # Debian package of each tool (scripts/install.sh installs them)
 TOOLS = {"make": "make", "gcc": "gcc", "arm-none-eabi-gcc": "gcc-arm-none-eabi",
@@ -46,9 +55,27 @@ class BoardBuild:
         return self.dir / "app.bin"
 
 
+@cache
+def source_digest() -> str:
+    """sha256 over the firmware's Makefile and C sources (paths and contents), first 12 hex digits."""
+    h = hashlib.sha256()
+    files = [p for p in FIRMWARE_DIR.rglob("*") if p.is_file() and "build" not in p.relative_to(FIRMWARE_DIR).parts
+             and (p.suffix in SOURCE_SUFFIXES or p.name == "Makefile")]
+    for path in sorted(files):
+        h.update(path.relative_to(FIRMWARE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def default_build_dir() -> Path:
+    """$NEUROCC_CACHE (else $XDG_CACHE_HOME/neurocc, else ~/.cache/neurocc) / firmware-<source digest>."""
+    root = os.environ.get("NEUROCC_CACHE")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neurocc"
+    return base / f"firmware-{source_digest()}"
+
+
 def make(*targets: str, build_dir: Path | None = None, extra: dict[str, str] | None = None) -> None:
     require("make")
-    args = ["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={(build_dir or DEFAULT_BUILD).resolve()}"]
+    args = ["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={(build_dir or default_build_dir()).resolve()}"]
     args += [f"{k}={v}" for k, v in (extra or {}).items()]
     proc = subprocess.run(args + list(targets), capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
@@ -59,7 +86,7 @@ def make(*targets: str, build_dir: Path | None = None, extra: dict[str, str] | N
 def build_host(build_dir: Path | None = None) -> Path:
     require("gcc")
     make("host", build_dir=build_dir)
-    return (build_dir or DEFAULT_BUILD) / "host" / "snn_run"
+    return (build_dir or default_build_dir()) / "host" / "snn_run"
 
 
 def build_board(board: str = "netduinoplus2", build_dir: Path | None = None) -> BoardBuild:
@@ -68,10 +95,10 @@ def build_board(board: str = "netduinoplus2", build_dir: Path | None = None) -> 
                              "firmware/engine). Fix: use a stm32f405 target, or the host build")
     require("arm-none-eabi-gcc")
     make("netduinoplus2", build_dir=build_dir)
-    return BoardBuild((build_dir or DEFAULT_BUILD) / "netduinoplus2")
+    return BoardBuild((build_dir or default_build_dir()) / "netduinoplus2")
 
 
 def build_plugin(build_dir: Path | None = None) -> Path:
     require("gcc")
     make("plugin", build_dir=build_dir)
-    return (build_dir or DEFAULT_BUILD) / "plugin" / "libinsncount.so"
+    return (build_dir or default_build_dir()) / "plugin" / "libinsncount.so"
