@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import ArtifactError
 from ..targets.target import NumericFormat
-from .network import INPUT
+from .network import INPUT, SparseSynapses
 
 LIF = "lif"  # the kind of every non-input integer population
 
@@ -53,7 +53,7 @@ class IntPopulation:
 
 
 @dataclass
-class IntProjection:
+class IntProjection(SparseSynapses):
     pre: str
     post: str
     weights: sp.csr_array  # integer mantissas (int16/int32: the format's width), post x pre
@@ -61,14 +61,6 @@ class IntProjection:
     weight_exp: int
     sign_mode: str  # "excitatory" | "inhibitory" | "mixed" (Lava SignMode)
     structure: dict[str, Any] | None = None
-
-    @property
-    def n_synapses(self) -> int:
-        return int(self.weights.nnz)
-
-    @property
-    def max_delay(self) -> int:
-        return int(self.delays.max()) if self.delays.size else 0
 
 
 @dataclass

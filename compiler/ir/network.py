@@ -54,8 +54,24 @@ class Population:
         return self.bias if self.bias is not None else np.zeros(self.size)
 
 
+class SparseSynapses:
+    """Counts of a projection whose weights are a sparse matrix with one delay per stored synapse
+    (the float and the integer projections both are)."""
+
+    weights: sp.csr_matrix
+    delays: np.ndarray
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.weights.nnz)
+
+    @property
+    def max_delay(self) -> int:
+        return int(self.delays.max()) if self.delays.size else 0
+
+
 @dataclass
-class Projection:
+class Projection(SparseSynapses):
     """Synapses from `pre` to `post`: weights[i, j] from pre neuron j to post neuron i."""
 
     pre: str
@@ -65,14 +81,6 @@ class Projection:
     # Where the projection came from when it is one convolution: kernel, stride, ...
     # so a target with weight sharing can use it. None for general sparse.
     structure: dict[str, Any] | None = None
-
-    @property
-    def n_synapses(self) -> int:
-        return int(self.weights.nnz)
-
-    @property
-    def max_delay(self) -> int:
-        return int(self.delays.max()) if self.delays.size else 0
 
     def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(post index, pre index, weight, delay) per synapse, in CSR order."""
