@@ -212,6 +212,9 @@ def test_generated_on_host_engine(case: str, host_engine: Path, target) -> None:
     run = run_image(image.data, inet, raster, host_engine)
     assert assert_same(inet, raster, run.spikes) > 0
     assert run.stats["arena_bytes"] == image.arena_bytes  # the packer's budget is the engine's
+    if case == "wrap_and_tonic":  # all drive is excitatory: a negative u can only come from the 24-bit wrap
+        u = simulate_int(inet, raster).i["fast"]
+        assert (u < 0).any() and (u > 2**22).any(), "u never crossed 2**23"
 
 
 def test_generated_cover_every_encoding(target) -> None:

@@ -78,6 +78,9 @@ def test_current_wraps_at_24_bits_as_lava() -> None:
     net2 = _net(w, np.zeros((1, 1), int), 4095, 4095, 131071, exp=7)
     res2 = simulate_int(net2, np.array([[2], [0]]))  # graded spike of 2: 4,177,920 still < 2**23
     assert res2.i["lif"][1, 0] == 2 * raw
+    res5 = simulate_int(net2, np.array([[5], [0]]))  # graded spike of 5: 10,444,800 > 2**23 wraps
+    assert 5 * raw > 2**23
+    assert res5.i["lif"][1, 0] == 5 * raw - 2**24 == -6_332_416
 
 
 def test_bias_and_threshold() -> None:
