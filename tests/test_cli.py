@@ -1,6 +1,7 @@
-"""Issue 3 acceptance: the `neurocc` command as a user runs it, in a subprocess. `inspect` prints the
-population and synapse tables, `simulate` writes every population's spikes and a raster plot, `--compare`
-prints the per-population float/integer agreement, and every user error is one line on stderr with exit 2."""
+"""The `neurocc` command as a user runs it, in a subprocess. `inspect` prints the population and synapse
+tables, `simulate` writes every population's spikes and a raster plot, `--compare` prints the
+per-population float/integer agreement, `compile` and `verify` work for every family, and every user
+error is one line on stderr with exit 2. Called in-process, `main` leaves the caller's warning set-up alone."""
 
 from __future__ import annotations
 
@@ -192,3 +193,37 @@ def test_compare_without_a_target_is_one_line_exit_2(corpus_dir: Path) -> None:
     args = ["simulate", model, "--convention", "snntorch", "--input", model.with_suffix(".npz"), "--compare"]
     _assert_one_line_error(run(*args), "--compare needs --target T")
     _assert_one_line_error(run(*args, "--target", "nosuchchip"), "unknown target 'nosuchchip'", "Shipped: ", "loihi2")
+
+
+def test_compile_and_verify_every_family(corpus_dir: Path, tmp_path: Path) -> None:
+    model = corpus_dir / "snntorch_rlif.nir"
+    for target in ("loihi2", "spinnaker2", "nrf52840"):
+        out = tmp_path / target
+        r = run("compile", model, "--convention", "snntorch", "--target", target, "-o", out, "--quiet", "--timings")
+        assert r.returncode == 0, r.stderr
+        assert "quantize" in r.stdout and (out / "manifest.json").exists()
+        assert ("partition" in r.stdout) == (target != "nrf52840"), r.stdout  # one CPU: no partition/place/route
+        r = run("verify", out, "--input", model.with_suffix(".npz"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "identical spikes, every neuron, every step" in r.stdout
+
+
+def test_compile_and_verify_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nir"
+    bad.write_text("not a model")
+    _assert_one_line_error(run("compile", bad, "--target", "loihi2", "-o", tmp_path / "o"), str(bad), "Fix")
+    _assert_one_line_error(run("compile", bad, "--target", "nosuchchip", "-o", tmp_path / "o"), "Fix")
+    _assert_one_line_error(run("verify", tmp_path, "--input", bad), "Fix")
+    assert not (tmp_path / "o").exists()
+
+
+def test_main_leaves_the_callers_warning_setup_alone(corpus_dir: Path, capsys) -> None:
+    """In-process: the command prints its warnings as one line each, and afterwards the process formats and
+    shows warnings as before (no global replacement of warnings.formatwarning or showwarning)."""
+    from neurocc.cli import main
+
+    before = (warnings.formatwarning, warnings.showwarning, list(warnings.filters))
+    assert main(["inspect", str(corpus_dir / "norse_lif_mlp.nir"), "--convention", "norse"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "norse <= 1.1 writes" in err[0], err
+    assert (warnings.formatwarning, warnings.showwarning, list(warnings.filters)) == before
