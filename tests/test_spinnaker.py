@@ -432,3 +432,56 @@ def test_unsorted_master_population_table_is_named(emitted, tmp_path: Path) -> N
     with pytest.raises(ArtifactError, match=rf"{rel}: byte offset {HEADER_BYTES + 28}: entry 1 key .* expected keys "
                                             "in ascending order"):
         run(bad, raster)
+
+
+# ---- the format's widths travel in every neurons file (format version 2) -------------------------------------
+
+NARROW = {"decay_bits": 10, "threshold_shift": 4, "threshold_bits": 14}
+
+
+def test_changed_widths_bit_exact(tmp_path: Path) -> None:
+    """A user's SpiNNaker target with decay_bits 10, threshold_bits 14, threshold_shift 4: the tables carry the
+    widths, and the executor equals simulate_int under them, spike for spike; the same integer network under
+    Loihi's widths spikes differently, so ignoring the file's widths cannot pass."""
+    import re
+
+    from neurocc.compiler.targets.target import TARGET_DIR
+
+    text = (TARGET_DIR / "spinnaker2.toml").read_text()
+    for key, value in NARROW.items():
+        text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, key
+    (tmp_path / "narrow.toml").write_text(text)
+    net = recurrent_delay_net(max_delay=13)
+    mapping = compile_network(net, str(tmp_path / "narrow.toml"), progress=False)
+    fmt = mapping.network.format
+    assert (fmt.decay_bits, fmt.threshold_shift, fmt.threshold_bits) == (10, 4, 14)
+    raster = (np.random.default_rng(3).random((MIN_STEPS, 60)) < 0.25).astype(np.float32)
+    out = tmp_path / "out"
+    emit(mapping, out)
+    neurons = (out / _first_of_kind(out, "neurons")).read_bytes()
+    name_bytes = struct.unpack_from("<H", neurons, HEADER_BYTES + 6)[0]  # chip x, y, core, then u16 length + name
+    record = HEADER_BYTES + -(-(8 + name_bytes) // 4) * 4
+    assert neurons[record + 21:record + 25] == bytes([10, fmt.state_bits, fmt.activation_shift, 4])
+    got = run(out, raster)
+    ref = simulate_int(mapping.network, raster, record=False)
+    lifs = [n for n, p in mapping.network.populations.items() if p.kind != "input"]
+    for name in lifs:
+        diff = np.argwhere(got.spikes[name] != ref.spikes[name])
+        assert not diff.size, f"{name}: first divergence at step {diff[0][0]}, neuron {diff[0][1]}"
+        assert ref.spikes[name].sum() > 20, f"{name}: too few spikes for a test"
+    loihi = dataclasses.replace(mapping.network, format=dataclasses.replace(fmt, decay_bits=12, threshold_shift=6))
+    other = simulate_int(loihi, raster, record=False)
+    assert any((other.spikes[n] != got.spikes[n]).any() for n in lifs)
+
+
+def test_version_1_tables_are_refused_by_name(emitted, tmp_path: Path) -> None:
+    """Tables of format version 1 (neurons.bin without the widths) are refused, saying to compile again."""
+    _, out, raster = emitted
+    old = _copy(out, tmp_path / "old")
+    rel = _first_of_kind(old, "neurons")
+    data = bytearray((old / rel).read_bytes())
+    struct.pack_into("<H", data, 4, 1)
+    (old / rel).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=rf"{rel}: byte offset 4: format version 1, expected 2.*ompile again"):
+        run(old, raster)

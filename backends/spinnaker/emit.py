@@ -65,8 +65,6 @@ from .format import (
 )
 
 WORD_BITS = 32  # SpiNNaker synaptic words are 32-bit (synapse_row.h)
-DECAY_SHIFT = 12  # the integer model's decay shift (Lava decay_shift = 12; runtime/simulator.decay)
-ACT_SHIFT = 6  # a_in << 6 enters u (Lava); thresholds are vth << 6
 RING_ENTRY_BYTES = 4  # executor ring buffers hold 32-bit input sums per (slot, neuron)
 
 
@@ -168,8 +166,10 @@ def _neurons_file(ctx: _Context, k: int) -> bytes:
     n = s.size
     head = struct.pack("<HHH", s.chip[0], s.chip[1], s.core) + pack_name(s.population)
     head = pad4(head)
-    head += struct.pack("<IIIIIBBBBiii", p.size, s.start, n, em.key if em else 0, em.mask if em else 0,
-                        1 if em else 0, DECAY_SHIFT, ctx.inet.format.state_bits, ACT_SHIFT, p.du, p.dv, p.vth)
+    fmt = ctx.inet.format  # the integer model's widths travel with every neuron core (compiler/ir/lif.py)
+    head += struct.pack("<IIIIIBBBBB3xiii", p.size, s.start, n, em.key if em else 0, em.mask if em else 0,
+                        1 if em else 0, fmt.decay_bits, fmt.state_bits, fmt.activation_shift, fmt.threshold_shift,
+                        p.du, p.dv, p.vth)
     bias_mant = p.bias_mant[s.start:s.stop].astype("<i4")
     bias_exp = p.bias_exp[s.start:s.stop].astype("<i1")
     zeros = np.zeros(n, "<i4")  # v and u start at rest (Lava's initial state)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ...compiler.errors import ArtifactError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: neurons.bin carries decay_bits and both shifts of the format (1 implied Loihi's)
 HEADER = struct.Struct("<4sHHII")
 HEADER_BYTES = HEADER.size  # 16
 

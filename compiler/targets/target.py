@@ -238,12 +238,19 @@ def parse_target(data: dict[str, Any], where: str) -> Target:
     return target
 
 
+# Widths the integer model's int64 arithmetic (compiler/ir/lif.py) holds exactly: |x| < 2**32 times a
+# decay factor <= 2**24, a_in << 16 and vth << 16 stay far inside int64. Key -> inclusive (lo, hi); the
+# first four are the step's widths, in the order executors read them.
+FORMAT_BOUNDS: dict[str, tuple[int, int]] = {
+    "decay_bits": (1, 24), "state_bits": (2, 32), "activation_shift": (0, 16), "threshold_shift": (0, 16),
+    "weight_bits": (1, 24), "threshold_bits": (1, 31),
+}
+
+
 def _check_format(fmt: NumericFormat, where: str) -> None:
-    """Widths the integer model's int64 arithmetic (compiler/ir/lif.py) can hold."""
-    for key, value, lo, hi in (("decay_bits", fmt.decay_bits, 1, 24), ("state_bits", fmt.state_bits, 2, 32),
-                               ("activation_shift", fmt.activation_shift, 0, 16),
-                               ("threshold_shift", fmt.threshold_shift, 0, 16),
-                               ("weight_bits", fmt.weight_bits, 1, 24), ("threshold_bits", fmt.threshold_bits, 1, 31)):
+    """Widths the integer model's int64 arithmetic (compiler/ir/lif.py) can hold (FORMAT_BOUNDS)."""
+    for key, (lo, hi) in FORMAT_BOUNDS.items():
+        value = getattr(fmt, key)
         if not lo <= value <= hi:
             raise TargetError(f"{where}: 'format.{key}' = {value} is outside {lo}..{hi}, the widths the integer "
                               "model computes exactly. Fix: a value in that range")

@@ -55,6 +55,7 @@ from ....backends.spinnaker.format import (
 )
 from ....compiler.errors import ArtifactError, InputError
 from ....compiler.ir.lif import LifNeurons, Widths
+from ....compiler.targets.target import FORMAT_BOUNDS
 
 N_LINKS = 6
 LINK_VECTORS = ((1, 0), (1, 1), (0, 1), (-1, 0), (-1, -1), (0, -1))  # E NE N W SW S (SpiNNaker route word)
@@ -92,9 +93,10 @@ class _Neurons:
     key: int
     mask: int
     has_key: bool
-    decay_shift: int
+    decay_bits: int
     state_bits: int
-    act_shift: int
+    activation_shift: int
+    threshold_shift: int
     du: int
     dv: int
     vth: int
@@ -173,24 +175,27 @@ def _parse_neurons(r: Reader, chip: Chip, core: int) -> _Neurons:
     name = r.name("population name")
     r.align4("population name")
     at = r.file_offset
-    pop_size, start, n, key, mask, has_key, dshift, sbits, ashift, du, dv, vth = r.unpack(
-        "IIIIIBBBBiii", "neuron parameters")
+    pop_size, start, n, key, mask, has_key, dbits, sbits, ashift, tshift, du, dv, vth = r.unpack(
+        "IIIIIBBBBB3xiii", "neuron parameters")
     if start + n > pop_size or n == 0:
         raise r.fail(f"slice [{start}, {start + n}) of a population of {pop_size}, expected a non-empty slice "
                      "inside it", at)
     if has_key and (key & ~mask & MASK32 or n > (~mask & MASK32) + 1):
         raise r.fail(f"key {key:#x}/mask {mask:#x} cannot carry {n} neuron ids, expected a key block of >= {n}",
                      at + 12)
-    if not 2 <= sbits <= 32:
-        raise r.fail(f"state bits {sbits}, expected 2..32", at + 22)
+    step_widths = list(FORMAT_BOUNDS.items())[:4]  # decay_bits, state_bits, activation_shift, threshold_shift
+    for value, (key_name, (lo, hi)), offset in zip((dbits, sbits, ashift, tshift), step_widths, range(21, 25),
+                                                    strict=True):
+        if not lo <= value <= hi:
+            raise r.fail(f"{key_name} {value}, expected {lo}..{hi}", at + offset)
     bias_mant = r.array("i4", n, "bias mantissas").astype(np.int64)
     bias_exp = r.array("i1", n, "bias exponents").astype(np.int64)
     r.align4("bias exponents")
     v0 = r.array("i4", n, "initial v").astype(np.int64)
     u0 = r.array("i4", n, "initial u").astype(np.int64)
     r.done()
-    return _Neurons(r.label, name, pop_size, start, n, key, mask, bool(has_key), dshift, sbits, ashift, du, dv, vth,
-                    bias_mant, bias_exp, v0, u0)
+    return _Neurons(r.label, name, pop_size, start, n, key, mask, bool(has_key), dbits, sbits, ashift, tshift, du,
+                    dv, vth, bias_mant, bias_exp, v0, u0)
 
 
 def _parse_poptable(r: Reader, chip: Chip, core: int) -> _PopTable:
@@ -685,9 +690,9 @@ def _widths(cores: list[_Neurons]) -> Widths:
     if not cores:
         return Widths(12, 24, 6, 6)  # no neurons: nothing is stepped
     first = cores[0]
-    want = Widths(first.decay_shift, first.state_bits, first.act_shift, first.act_shift)
+    want = Widths(first.decay_bits, first.state_bits, first.activation_shift, first.threshold_shift)
     for nr in cores[1:]:
-        got = Widths(nr.decay_shift, nr.state_bits, nr.act_shift, nr.act_shift)
+        got = Widths(nr.decay_bits, nr.state_bits, nr.activation_shift, nr.threshold_shift)
         if got != want:
             raise ArtifactError(f"{nr.label}: integer widths {got}, but {first.label} has {want}; expected one "
                                 "numeric format on every core. Fix: compile again")
