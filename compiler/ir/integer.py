@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import ArtifactError
 from ..targets.target import NumericFormat
+from .lif import effective_bias
 from .network import INPUT, SparseSynapses
 
 LIF = "lif"  # the kind of every non-input integer population
@@ -49,7 +50,7 @@ class IntPopulation:
         return self.kind == INPUT
 
     def bias_effective(self) -> np.ndarray:
-        return np.left_shift(self.bias_mant.astype(np.int64), self.bias_exp.astype(np.int64))
+        return effective_bias(self.bias_mant, self.bias_exp)
 
 
 @dataclass

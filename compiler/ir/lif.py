@@ -72,6 +72,11 @@ def shift_by_exponent(acc: np.ndarray, exp: np.ndarray | int) -> np.ndarray:
     return np.where(exp >= 0, np.left_shift(acc, np.maximum(exp, 0)), np.right_shift(acc, np.maximum(-exp, 0)))
 
 
+def effective_bias(mant: np.ndarray, exp: np.ndarray) -> np.ndarray:
+    """The bias added to v each step: mantissa << exponent (Lava's bias_mant * 2**bias_exp)."""
+    return np.left_shift(np.asarray(mant, np.int64), np.asarray(exp, np.int64))
+
+
 class LifNeurons:
     """Per-neuron constants of a set of LIF neurons, and their one integer step.
 
