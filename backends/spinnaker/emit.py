@@ -11,6 +11,9 @@ Per chip: the compressed multicast routing table. Per core, by role:
   which key.
 
 Plus machine.bin, the IntNetwork (network.npz, for `verify`'s reference run) and manifest.json.
+
+One module of ~520 lines on purpose: every per-core writer reads the same _Context (slices, keys,
+layout), and the files of one core are only consistent when written together.
 """
 
 from __future__ import annotations
