@@ -1,5 +1,8 @@
 """One test per NIR node type: the composed projections and the float simulation are checked against
 independent numpy computations written here (explicit loops, explicit Euler), not against neurocc itself.
+
+One long module on purpose: each node type's test sits beside the independent computation it needs, and
+those share a few small oracles (dense conv, Euler steps); split by node, the oracles would be copied.
 """
 
 from __future__ import annotations

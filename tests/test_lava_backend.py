@@ -2,6 +2,7 @@
 simulate_int bit for bit: every population, every neuron, every step (and v where recorded).
 
 No mocks and no skips: Lava is the oracle. A missing lava-nc fails this module at import.
+One module (~500 lines) so that Lava, which takes seconds to start, compiles its shared fixtures once.
 """
 
 from __future__ import annotations
