@@ -7,6 +7,7 @@ may be read-only, and two installs of different sources must not share object fi
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -75,9 +76,15 @@ def default_build_dir() -> Path:
 
 def make(*targets: str, build_dir: Path | None = None, extra: dict[str, str] | None = None) -> None:
     require("make")
-    args = ["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={(build_dir or default_build_dir()).resolve()}"]
+    build = (build_dir or default_build_dir()).resolve()
+    build.mkdir(parents=True, exist_ok=True)
+    args = ["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={build}"]
     args += [f"{k}={v}" for k, v in (extra or {}).items()]
-    proc = subprocess.run(args + list(targets), capture_output=True, text=True, timeout=300)
+    # one make at a time per build directory: the cache is shared by every process of this user, and two
+    # makes relinking the same app.elf would hand one of them a half-written image
+    with open(build / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(args + list(targets), capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise ToolchainError(f"firmware build failed (make {' '.join(targets)}):\n{tail}")
