@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 import neurocc
@@ -30,32 +30,36 @@ from neurocc.runtime.simulator import simulate_int
 
 from .strategies import EdgeCase, edge_networks, networks
 
-# The networks are large draws that take a while to compile, by design: too_slow, data_too_large and
-# large_base_example would flag exactly that. filter_too_much stays on everywhere: if most examples did
-# not fit, a property would test nothing.
-_CHECKED = [h for h in HealthCheck if h != HealthCheck.filter_too_much]
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=_CHECKED)
-SLOW = settings(max_examples=3, deadline=None, suppress_health_check=_CHECKED)
-MEDIUM = settings(max_examples=40, deadline=None, suppress_health_check=_CHECKED)
-EDGES = settings(max_examples=80, deadline=None, suppress_health_check=_CHECKED)
+# Every health check is on: none fires with these strategies (too_slow allows 30 s of drawing with
+# deadline=None; compiling and running are not drawing), and filter_too_much fails a property whose
+# examples mostly do not fit.
+FAST = settings(max_examples=40, deadline=None)
+SLOW = settings(max_examples=3, deadline=None)
+MEDIUM = settings(max_examples=40, deadline=None)
+EDGES = settings(max_examples=80, deadline=None)
 SPINNAKER = ("spinnaker1", "spinnaker2")
 CORTEXM = ("stm32f405", "nrf52840", "stm32h743")
 
-# networks() draws weights over many orders of magnitude, so a few examples are refused by name (weights
+# networks() draws weights over many orders of magnitude, so an example may be refused by name (weights
 # past the format's largest mantissa at its largest exponent, cores that do not fit). Measured on
-# 2026-12-02: 0 refusals in 246 compiles over six targets (17 to 62 each); 25% leaves room for other
-# draws and still fails a compiler that refuses most networks. MIN_TRIED keeps the ratio meaningful.
+# 2026-12-02: 0 refusals in 779 compiles over three runs (random seed, 11, 22; 7 to 80 per target per run),
+# so a refusal is rare today; 25% leaves room for other draws and still fails a compiler that refuses more than
+# a quarter of them (filter_too_much alone only fails one that refuses most). MIN_TRIED keeps each
+# target's ratio meaningful; the total over all targets is checked too.
 MAX_REFUSED = 0.25
 MIN_TRIED = 10
 TRIED: Counter[str] = Counter()
 REFUSED: Counter[str] = Counter()
+ALL = "all targets"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def refusal_rate_is_bounded():
     """After the module: for each target tried often enough, refused / tried <= MAX_REFUSED."""
     yield
-    too_many = _too_many_refused(TRIED, REFUSED)
+    tried, refused = TRIED.copy(), REFUSED.copy()
+    tried[ALL], refused[ALL] = TRIED.total(), REFUSED.total()  # a target drawn rarely still counts here
+    too_many = _too_many_refused(tried, refused)
     assert not too_many, f"compile refused more than {MAX_REFUSED:.0%} of the generated networks: {too_many}"
 
 
@@ -193,7 +197,7 @@ def test_cortexm_engine_equals_reference_at_format_edges(tmp_path_factory, host_
 
 # ---- the edges are where edge_networks says ---------------------------------------------------------------------
 
-@settings(max_examples=60, deadline=None, suppress_health_check=_CHECKED)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data(), target=st.sampled_from(["loihi2", *SPINNAKER, "stm32f405"]))
 def test_edge_networks_reach_the_format_edges(data, target: str) -> None:
     """On the edge: threshold mantissa 1, the largest mantissa at the largest exponent (a bias on its edge
