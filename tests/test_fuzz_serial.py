@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import neurocc
@@ -107,11 +107,10 @@ def _call(client: DeviceClient, which: str) -> None:
 
 
 CALLS = st.sampled_from(["info", "stats", "reset", "step", "load", "sync"])
-# Examples are slow by design (retry timeouts, subprocesses, a QEMU guest) and draw large byte strings:
-# too_slow, data_too_large, large_base_example and the session fixtures' function_scoped_fixture would flag
-# exactly that. filter_too_much stays on: a strategy that rejected most draws would test nothing.
-UNCHECKED = [h for h in HealthCheck if h != HealthCheck.filter_too_much]
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=UNCHECKED)
+# Every health check is on: none fires here (too_slow allows 30 s of drawing with deadline=None, and the
+# timeouts, subprocesses and QEMU are not drawing; the fixtures are session-scoped, so function_scoped_fixture
+# does not apply), and filter_too_much fails a strategy that rejected most draws.
+FUZZ = settings(max_examples=150, deadline=None)
 
 
 def _bounded(client: DeviceClient, which: str) -> None:
@@ -261,7 +260,7 @@ def test_damaged_replies_are_retried_to_the_right_answer(which: str, n_bad: int,
     assert time.monotonic() - start < (retries + 1) * (TIMEOUT + 0.05) + 2.0  # + slack for a loaded machine
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=UNCHECKED)
+@settings(max_examples=40, deadline=None)
 @given(which=CALLS, at=st.integers(0), delimit=st.booleans())
 def test_replies_always_cut_short_end_in_link_error(which: str, at: int, delimit: bool) -> None:
     """A link that always cuts the reply: a LinkError after the retry budget, never a hang or a partial result."""
@@ -297,7 +296,7 @@ class QuietStepper:
         return self.last[1]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=UNCHECKED)
+@settings(max_examples=60, deadline=None)
 @given(n_in=st.integers(1, 3000), steps=st.integers(1, 4), density=st.sampled_from([0.01, 0.5, 1.0]),
        high=st.sampled_from([1, 3, 255]), seed=st.integers(0, 2**32 - 1))
 def test_client_run_takes_any_raster_or_names_it(n_in: int, steps: int, density: float, high: int,
@@ -579,7 +578,7 @@ def _assert_step_reply(reply: fr.Frame, m: Model, steps: int) -> None:
     np.testing.assert_array_equal(got, m.want[:steps])
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=UNCHECKED)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_device_answers_mutated_frames_and_keeps_its_model(proto_harness: Path, model: Model, data) -> None:
     """Mutated frames into the firmware's protocol code (model in slot A): exit status 0 under ASan/UBSan,
@@ -597,7 +596,7 @@ def test_device_answers_mutated_frames_and_keeps_its_model(proto_harness: Path, 
     _assert_step_reply(replies[-1], m, 20)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=UNCHECKED)
+@settings(max_examples=300, deadline=None)
 @given(flips=st.lists(st.tuples(st.integers(0), st.integers(0, 255), st.booleans()), min_size=1, max_size=4),
        fix_crc=st.booleans(), preload=st.booleans())
 def test_device_loads_mutated_images_safely(proto_harness: Path, model: Model, flips, fix_crc: bool,
@@ -705,7 +704,7 @@ class LoopbackPort:
 LOOP_TIMEOUT, LOOP_RETRIES = 0.1, 6  # a clean link must not fail on a loaded machine: 0.7 s per exchange
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=UNCHECKED)
+@settings(max_examples=40, deadline=None)
 @given(drop=st.sampled_from([0.0, 0.002, 0.01]), flip=st.sampled_from([0.0, 0.002, 0.01]),
        seed=st.integers(0, 2**32))
 def test_client_over_a_faulty_link_is_right_or_names_the_failure(proto_harness: Path, model: Model, drop: float,
