@@ -1,8 +1,11 @@
 """Lava backend: the emitted program runs in real Lava (Loihi2SimCfg fixed_pt) and reproduces
 simulate_int bit for bit: every population, every neuron, every step (and v where recorded).
 
+One module of ~500 lines: the bit-exactness cases, the emitted layout and the executor's error paths all
+draw on one cache of compiled and emitted programs (the module fixture `artifacts`); split, each part
+would compile them again.
+
 No mocks and no skips: Lava is the oracle. A missing lava-nc fails this module at import.
-One module (~500 lines) so that Lava, which takes seconds to start, compiles its shared fixtures once.
 """
 
 from __future__ import annotations
