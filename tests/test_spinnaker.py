@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import struct
 import warnings
@@ -25,7 +26,7 @@ from neurocc.backends.spinnaker.format import HEADER_BYTES
 from neurocc.compiler.errors import ArtifactError, TargetError
 from neurocc.compiler.ir import NETWORK_FILE, Mapping, Role, load_int_network, make_projection
 from neurocc.compiler.pipeline import compile_network
-from neurocc.compiler.targets.target import Mesh, Target, load_target
+from neurocc.compiler.targets.target import TARGET_DIR, Mesh, Target, load_target
 from neurocc.runtime.executors.spinnaker import ExecResult, run
 from neurocc.runtime.placement_sim import simulate_placement
 from neurocc.runtime.simulator import simulate_int
@@ -443,10 +444,6 @@ def test_changed_widths_bit_exact(tmp_path: Path) -> None:
     """A user's SpiNNaker target with decay_bits 10, threshold_bits 14, threshold_shift 4: the tables carry the
     widths, and the executor equals simulate_int under them, spike for spike; the same integer network under
     Loihi's widths spikes differently, so ignoring the file's widths cannot pass."""
-    import re
-
-    from neurocc.compiler.targets.target import TARGET_DIR
-
     text = (TARGET_DIR / "spinnaker2.toml").read_text()
     for key, value in NARROW.items():
         text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
@@ -485,3 +482,18 @@ def test_version_1_tables_are_refused_by_name(emitted, tmp_path: Path) -> None:
     (old / rel).write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match=rf"{rel}: byte offset 4: format version 1, expected 2.*ompile again"):
         run(old, raster)
+
+
+@pytest.mark.parametrize(("key", "value", "bounds"), [("decay_bits", 25, "1..24"), ("threshold_shift", 17, "0..16"),
+                                                      ("bias_exp_max", 128, "1..127")])
+def test_widths_the_tables_cannot_carry_are_refused_at_emit(emitted, key: str, value: int, bounds: str,
+                                                            tmp_path: Path) -> None:
+    """A format outside what neurons.bin holds or the executor steps exactly (a Target built in code skips the
+    TOML's checks) is refused by key, limit and fix, before any file is written."""
+    mapping = emitted[0]
+    fmt = dataclasses.replace(mapping.network.format, **{key: value})
+    bad = dataclasses.replace(mapping, network=dataclasses.replace(mapping.network, format=fmt))
+    with pytest.raises(TargetError, match=rf"'format\.{key}' = {value} is outside {bounds}, .*Fix: set \[format\] "
+                                          rf"{key} to a value in {bounds}"):
+        emit(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -11,9 +11,7 @@ Per chip: the compressed multicast routing table. Per core, by role:
   which key.
 
 Plus machine.bin, the IntNetwork (network.npz, for `verify`'s reference run) and manifest.json.
-
-One module of ~520 lines on purpose: every per-core writer reads the same _Context (slices, keys,
-layout), and the files of one core are only consistent when written together.
+The synaptic word layout, poptable.bin and synapses.bin are packed in synapses.py.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from ...compiler.ir import (
     save_int_network,
 )
 from ...compiler.targets.mesh import N_LINKS
-from ...compiler.targets.target import Target
+from ...compiler.targets.target import FORMAT_BOUNDS, NumericFormat, Target
 from ..output_dir import write_atomically
 from .format import (
     FILE_OF_KIND,
@@ -51,14 +49,9 @@ from .format import (
     MAGIC_DELAY,
     MAGIC_MACHINE,
     MAGIC_NEURONS,
-    MAGIC_POPTABLE,
     MAGIC_ROUTING,
     MAGIC_SOURCE,
-    MAGIC_SYNAPSES,
     MANIFEST,
-    MODE_NEGATIVE,
-    MODE_POSITIVE,
-    MODE_SIGNED_HALF,
     TOPOLOGIES,
     core_dir,
     pack_file,
@@ -66,67 +59,32 @@ from .format import (
     pad4,
     routing_path,
 )
+from .synapses import CoreFiles, Layout, layout_of, synapse_tables
 
-WORD_BITS = 32  # SpiNNaker synaptic words are 32-bit (synapse_row.h)
 RING_ENTRY_BYTES = 4  # executor ring buffers hold 32-bit input sums per (slot, neuron)
 
+# neurons.bin fields that carry the format (docs/spinnaker-format.md): key -> (largest value, why). The four
+# widths are u8 fields, so their limit is what the executor steps exactly (FORMAT_BOUNDS); bias mantissas are
+# i32 and bias exponents i8, narrower than the format allows.
+NEURON_FIELD_LIMITS: dict[str, tuple[int, str]] = {
+    **{key: (FORMAT_BOUNDS[key][1], "the widths the SpiNNaker executor steps exactly")
+       for key in ("decay_bits", "state_bits", "activation_shift", "threshold_shift", "threshold_bits")},
+    "bias_mant_bits": (32, "neurons.bin stores bias mantissas as i32"),
+    "bias_exp_max": (127, "neurons.bin stores bias exponents as i8"),
+}
 
 
-@dataclasses.dataclass
-class Layout:
-    """Synaptic word layout: index in the low bits, then type, delay, weight (synapse_row.h order)."""
-
-    weight_bits: int
-    delay_bits: int
-    type_bits: int
-    index_bits: int
-    delay_slots: int
-
-    @property
-    def type_shift(self) -> int:
-        return self.index_bits
-
-    @property
-    def delay_shift(self) -> int:
-        return self.index_bits + self.type_bits
-
-    @property
-    def weight_shift(self) -> int:
-        return self.index_bits + self.type_bits + self.delay_bits
-
-
-def layout_of(target: Target) -> Layout:
-    enc, fmt = target.encoding, target.format
-    where = f"target {target.name}"
-    if enc.synapse_word_bits != WORD_BITS:
-        raise TargetError(f"{where}: encoding.synapse_word_bits = {enc.synapse_word_bits}; the SpiNNaker backend "
-                          f"writes {WORD_BITS}-bit synaptic words. Fix: set it to {WORD_BITS}")
-    type_bits = WORD_BITS - fmt.weight_bits - enc.delay_bits - enc.index_bits
-    if type_bits < 0:
-        raise TargetError(f"{where}: weight ({fmt.weight_bits}) + delay ({enc.delay_bits}) + index "
-                          f"({enc.index_bits}) bits exceed a {WORD_BITS}-bit synaptic word by {-type_bits}. "
-                          "Fix: narrower fields in [encoding]/[format]")
-    if target.core.delay_slots > 1 << enc.delay_bits:
-        raise TargetError(f"{where}: {target.core.delay_slots} delay slots need more than encoding.delay_bits = "
-                          f"{enc.delay_bits}. Fix: delay_bits >= {max(0, (target.core.delay_slots - 1).bit_length())}")
-    if target.core.neurons > 1 << enc.index_bits:
-        raise TargetError(f"{where}: {target.core.neurons} neurons per core need more than encoding.index_bits = "
-                          f"{enc.index_bits}. Fix: index_bits >= {(target.core.neurons - 1).bit_length()}")
-    return Layout(fmt.weight_bits, enc.delay_bits, type_bits, enc.index_bits, target.core.delay_slots)
+def check_format(fmt: NumericFormat, where: str) -> None:
+    """Refuse a numeric format whose values neurons.bin cannot carry or the executor cannot step exactly."""
+    for key, (hi, why) in NEURON_FIELD_LIMITS.items():
+        lo = FORMAT_BOUNDS.get(key, (1, hi))[0]
+        value = getattr(fmt, key)
+        if not lo <= value <= hi:
+            raise TargetError(f"{where}: 'format.{key}' = {value} is outside {lo}..{hi}, {why}. Fix: set "
+                              f"[format] {key} to a value in {lo}..{hi} and compile again")
 
 
 # ---- per-core tables -------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class CoreFiles:
-    slice_index: int
-    files: dict[str, bytes]  # kind -> whole file (header + payload)
-    synapses: int = 0
-    rows: int = 0
-    words: int = 0
-    max_row_words: int = 0
-    dtcm_bytes: int = 0
-
 
 class _Context:
     """Lookups shared by every core: emitters by (slice, stage), slices by population."""
@@ -135,6 +93,7 @@ class _Context:
         self.mapping = mapping
         self.inet: IntNetwork = mapping.network
         self.target: Target = mapping.target
+        check_format(self.inet.format, f"target {self.target.name}")
         self.layout = layout_of(mapping.target)
         self.slices = mapping.slices
         self.emitter: dict[tuple[int, int], Emitter] = {(e.slice_index, e.stage): e for e in routing.emitters}
@@ -227,154 +186,6 @@ def _delay_file(ctx: _Context, k: int) -> bytes:
     return pack_file(MAGIC_DELAY, body)
 
 
-def _weight_field(m: np.ndarray, mode: int, bits: int, where: str) -> np.ndarray:
-    if mode == MODE_POSITIVE:
-        field = m
-    elif mode == MODE_NEGATIVE:
-        field = -m
-    else:
-        if np.any(m % 2):
-            raise TargetError(f"{where}: a mixed-sign weight mantissa is odd; the format stores half of it. "
-                              "Fix: quantize with this target (mixed-sign mantissas are even)")
-        field = m // 2
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        if field.min() < lo or field.max() > hi:
-            raise TargetError(f"{where}: mixed-sign weight mantissas [{int(m.min())}, {int(m.max())}] exceed "
-                              f"{bits} signed bits x 2. Fix: quantize with this target")
-        return field & ((1 << bits) - 1)
-    if field.size and (field.min() < 0 or field.max() >= 1 << bits):
-        raise TargetError(f"{where}: weight mantissas [{int(m.min())}, {int(m.max())}] do not fit {bits} bits. "
-                          "Fix: quantize with this target")
-    return field
-
-
-def _mode_of(data: np.ndarray) -> int:
-    if data.size == 0 or data.min() >= 0:
-        return MODE_POSITIVE
-    if data.max() <= 0:
-        return MODE_NEGATIVE
-    return MODE_SIGNED_HALF
-
-
-def _synapse_tables(ctx: _Context, k: int) -> tuple[bytes, bytes, CoreFiles]:
-    """poptable.bin and synapses.bin of one neuron core."""
-    s = ctx.slices[k]
-    lay = ctx.layout
-    slots = lay.delay_slots
-    inet = ctx.inet
-    incoming = [(j, p) for j, p in enumerate(inet.projections) if p.post == s.population]
-    # Type table: incoming projections grouped by pre population, so the types a block uses are contiguous.
-    incoming.sort(key=lambda jp: (ctx.pop_order[jp[1].pre], jp[0]))
-    if len(incoming) > 0xFFFF:
-        raise TargetError(f"{s.label}: {len(incoming)} incoming projections exceed the type table's u16 count")
-    types = []
-    cols_all, post_all, field_all, type_all, stage_all, native_all = [], [], [], [], [], []
-    for t, (j, proj) in enumerate(incoming):
-        w = proj.weights
-        lo, hi = int(w.indptr[s.start]), int(w.indptr[s.stop])
-        mode = _mode_of(w.data)
-        types.append((proj.weight_exp, mode, j))
-        if hi == lo:
-            continue
-        where = f"projection {proj.pre!r} -> {proj.post!r}"
-        m = w.data[lo:hi].astype(np.int64)
-        cols_all.append(w.indices[lo:hi].astype(np.int64))
-        post_all.append(np.repeat(np.arange(s.size, dtype=np.int64), np.diff(w.indptr[s.start:s.stop + 1])))
-        field_all.append(_weight_field(m, mode, lay.weight_bits, where))
-        type_all.append(np.full(hi - lo, t, np.int64))
-        d = proj.delays[lo:hi].astype(np.int64)
-        stage_all.append(d // slots)
-        native_all.append(d % slots)
-    type_exp = np.asarray([t[0] for t in types], np.int64)
-    if type_exp.size and (type_exp.min() < -128 or type_exp.max() > 127):
-        raise TargetError(f"{s.label}: a weight exponent does not fit the type table's signed byte")
-    pre_pop_of_type = [incoming[t][1].pre for t in range(len(incoming))]
-    if cols_all:
-        cols = np.concatenate(cols_all)
-        post = np.concatenate(post_all)
-        field = np.concatenate(field_all)
-        typ = np.concatenate(type_all)
-        stage = np.concatenate(stage_all)
-        native = np.concatenate(native_all)
-    else:
-        cols = post = field = typ = stage = native = np.zeros(0, np.int64)
-    # Blocks: (pre slice, stage, type chunk) -> one address-list entry; chunks of 2**type_bits types of one
-    # pre population share a row (the word's type field picks the projection within the chunk).
-    chunk = 1 << lay.type_bits
-    first_type: dict[str, int] = {}
-    for t, name in enumerate(pre_pop_of_type):
-        first_type.setdefault(name, t)
-    rel_all = np.asarray([t - first_type[pre_pop_of_type[t]] for t in range(len(incoming))], np.int64)
-    rel = rel_all[typ] if typ.size else typ
-    chunk_id = rel // chunk
-    pre_slice = np.empty(cols.size, np.int64)
-    for t, (_, proj) in enumerate(incoming):
-        sel = typ == t
-        if sel.any():
-            ks = ctx.pop_slices[proj.pre]
-            edges = np.asarray([ctx.slices[kk].stop for kk in ks])
-            pre_slice[sel] = np.asarray(ks)[np.searchsorted(edges, cols[sel], side="right")]
-    base = typ - rel  # first type of the synapse's pre population
-    uniq, first, block_of = np.unique(_block_key(pre_slice, stage, chunk_id, base), return_index=True,
-                                      return_inverse=True)
-    # One address entry per block; its rows are the pre slice's neurons in order.
-    addr = []  # (key, mask, first_row, n_rows, stage, type_base)
-    row_base = np.zeros(uniq.size, np.int64)
-    next_row = 0
-    for b, i in enumerate(first.tolist()):
-        ks, st, ch = int(pre_slice[i]), int(stage[i]), int(chunk_id[i])
-        em = ctx.key_of(ks, st, s.label)
-        n_rows = ctx.slices[ks].size
-        type_base = int(base[i]) + ch * chunk
-        if type_base > 0xFF or n_rows > 0xFFFF or st > 0xFF:
-            raise TargetError(f"{s.label}: address entry out of range (type base {type_base}, {n_rows} rows, "
-                              f"stage {st}); the fields are u8, u16 and u8")
-        addr.append((em.key, em.mask, next_row, n_rows, st, type_base))
-        row_base[b] = next_row
-        next_row += n_rows
-    n_rows_total = next_row
-    if cols.size:
-        starts = np.asarray([ctx.slices[int(pre_slice[i])].start for i in first.tolist()], np.int64)
-        row = row_base[block_of] + cols - starts[block_of]
-        type_field = rel - chunk_id * chunk
-        order = np.lexsort((native, type_field, post, row))
-        words = (field[order] << lay.weight_shift) | (native[order] << lay.delay_shift) | \
-            (type_field[order] << lay.type_shift) | post[order]
-        rowptr = np.zeros(n_rows_total + 1, np.int64)
-        np.cumsum(np.bincount(row, minlength=n_rows_total), out=rowptr[1:])
-    else:
-        words = np.zeros(0, np.int64)
-        rowptr = np.zeros(1, np.int64)
-    # Master population table: one entry per key block, sorted by key (binary search); its address
-    # entries are consecutive in the address list.
-    addr.sort(key=lambda a: (a[0], a[5]))
-    entries: list[tuple[int, int, int, int]] = []
-    for a, (key, mask, *_rest) in enumerate(addr):
-        if entries and entries[-1][0] == key:
-            e = entries[-1]
-            entries[-1] = (e[0], e[1], e[2], e[3] + 1)
-        else:
-            entries.append((key, mask, a, 1))
-    if len(addr) > 0xFFFF:
-        raise TargetError(f"{s.label}: {len(addr)} address-list entries exceed the u16 index")
-    head = pad4(struct.pack("<HHH", s.chip[0], s.chip[1], s.core))
-    pt = head + struct.pack("<II", len(entries), len(addr))
-    pt += b"".join(struct.pack("<IIHH", *e) for e in entries)
-    pt += b"".join(struct.pack("<IHBB", first, n, st, tb) for (_, _, first, n, st, tb) in addr)
-    sy = head + struct.pack("<BBBBHHII", lay.weight_bits, lay.delay_bits, lay.type_bits, lay.index_bits,
-                            lay.delay_slots, len(types), n_rows_total, int(words.size))
-    sy += b"".join(struct.pack("<bBH", e, m, min(j, 0xFFFF)) for (e, m, j) in types)
-    sy += rowptr.astype("<u4").tobytes() + words.astype("<u4").tobytes()
-    info = CoreFiles(k, {}, synapses=int(cols.size), rows=n_rows_total, words=int(words.size),
-                     max_row_words=int(np.diff(rowptr).max()) if n_rows_total else 0)
-    return pack_file(MAGIC_POPTABLE, pt), pack_file(MAGIC_SYNAPSES, sy), info
-
-
-def _block_key(pre: np.ndarray, stage: np.ndarray, chunk: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """One int64 per synapse naming its block (pre slice, stage, type chunk, first type of its pre pop)."""
-    return ((pre * 256 + stage) * 65536 + chunk) * 65536 + base
-
-
 def route_words(cores_per_chip: int) -> int:
     """u32 words per route word: 6 link bits + one bit per core (24 bits on SpiNNaker1, 158 on SpiNNaker2)."""
     return (N_LINKS + cores_per_chip + 31) // 32
@@ -441,7 +252,7 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
         info: CoreFiles | None = None
         if s.role == Role.NEURONS:
             out["neurons"] = _neurons_file(ctx, k)
-            out["poptable"], out["synapses"], info = _synapse_tables(ctx, k)
+            out["poptable"], out["synapses"], info = synapse_tables(ctx, k)
             matrix_bytes += len(out["synapses"])
             poptable_bytes += len(out["poptable"])
             n_syn += info.synapses
