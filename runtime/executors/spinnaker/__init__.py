@@ -24,7 +24,10 @@ Modules: files (one record and checked parser per file kind), machine (load and 
 trace (multicast routes, traced once), runner (the step loop and `run`).
 """
 
+from .files import LINK_NAMES, LINK_VECTORS, N_LINKS, Chip, CoreId
 from .machine import Machine
 from .runner import ExecResult, integer_raster, load, run
+from .trace import MATCH_CELLS
 
-__all__ = ["ExecResult", "Machine", "integer_raster", "load", "run"]
+__all__ = ["LINK_NAMES", "LINK_VECTORS", "MATCH_CELLS", "N_LINKS", "Chip", "CoreId", "ExecResult", "Machine",
+           "integer_raster", "load", "run"]

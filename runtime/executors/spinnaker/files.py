@@ -125,9 +125,9 @@ def parse_neurons(r: Reader, chip: Chip, core: int) -> Neurons:
     if has_key and (key & ~mask & MASK32 or n > (~mask & MASK32) + 1):
         raise r.fail(f"key {key:#x}/mask {mask:#x} cannot carry {n} neuron ids, expected a key block of >= {n}",
                      at + 12)
-    step_widths = list(FORMAT_BOUNDS.items())[:4]  # decay_bits, state_bits, activation_shift, threshold_shift
-    for value, (key_name, (lo, hi)), offset in zip((dbits, sbits, ashift, tshift), step_widths, range(21, 25),
-                                                    strict=True):
+    for key_name, value, offset in (("decay_bits", dbits, 21), ("state_bits", sbits, 22),
+                                    ("activation_shift", ashift, 23), ("threshold_shift", tshift, 24)):
+        lo, hi = FORMAT_BOUNDS[key_name]  # the widths compiler/ir/lif.py steps exactly
         if not lo <= value <= hi:
             raise r.fail(f"{key_name} {value}, expected {lo}..{hi}", at + offset)
     bias_mant = r.array("i4", n, "bias mantissas").astype(np.int64)
