@@ -32,6 +32,7 @@ def _load_or_named_error(path: Path) -> None:
         pass
 
 
+# function_scoped_fixture: every example overwrites the same file in tmp_path, so sharing it is intended
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_byte_flips_give_named_errors_only(tmp_path: Path, data: st.DataObject) -> None:
