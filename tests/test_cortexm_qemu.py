@@ -213,14 +213,20 @@ def test_stm32flash_interop(qemu, firmware, tmp_path: Path) -> None:
     starts it; our client then talks to the app it started."""
     tty = tmp_path / "ttyMCU"
     port = qemu.url.rsplit(":", 1)[1]
-    bridge = subprocess.Popen(["socat", "PTY,link=" + str(tty) + ",raw,echo=0", f"TCP:127.0.0.1:{port},nodelay"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    bridge = subprocess.Popen(["socat", "-d", "-d", "PTY,link=" + str(tty) + ",raw,echo=0",
+                               f"TCP:127.0.0.1:{port},nodelay"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
-        while not tty.exists():
-            assert time.monotonic() < deadline, "socat made no pty"
-            assert bridge.poll() is None, bridge.stderr.read()
-            time.sleep(0.02)
+        # socat makes the pty before it connects, and QEMU (wait=on) starts the guest only at the connection:
+        # a 0x7F written before then reaches a bootloader that is not listening yet, and stm32flash gives up
+        # after one retry. Wait for socat's "starting data transfer loop" notice, then for the guest to boot.
+        seen = []
+        for line in bridge.stderr:
+            seen.append(line)
+            if "starting data transfer loop" in line:
+                break
+        assert tty.exists() and bridge.poll() is None, "".join(seen)
+        time.sleep(0.2)
         # -m 8n1: the pty refuses the 8E1 termios flags stm32flash asks for ("Failed to set terminal flags");
         # parity means nothing on the TCP socket behind it anyway
         proc = subprocess.run(["stm32flash", "-b", "115200", "-m", "8n1", "-w", str(firmware.app_bin), "-v",
