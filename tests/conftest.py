@@ -7,6 +7,7 @@ A missing or empty corpus is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,15 @@ SYNTHETIC: dict[str, Callable[[], tuple]] = {
 def synthetic(synthetic_name: str) -> tuple[nir.NIRGraph, dict[str, Any], np.ndarray]:
     """(graph, load kwargs, input raster) of one synthetic case."""
     return SYNTHETIC[synthetic_name]()
+
+
+def target_toml_with(shipped: str, path: Path, **changes: int) -> Path:
+    """A copy of a shipped target's TOML at `path` with some [format] keys changed (a user's own target)."""
+    from neurocc.compiler.targets.target import TARGET_DIR
+
+    text = (TARGET_DIR / f"{shipped}.toml").read_text()
+    for key, value in changes.items():
+        text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, key
+    path.write_text(text)
+    return path

@@ -31,12 +31,12 @@ from neurocc.backends.cortexm.image import FORMAT_VERSION, GROUP_SIZE, HEADER_SI
 from neurocc.compiler.errors import ArtifactError, TargetError
 from neurocc.compiler.ir import IntNetwork, IntPopulation, IntProjection, sign_mode_of
 from neurocc.compiler.pipeline import compile_network
-from neurocc.compiler.targets.target import TARGET_DIR, load_target
+from neurocc.compiler.targets.target import load_target
 from neurocc.runtime.executors.cortexm import run_host, run_image
 from neurocc.runtime.serial.firmware import FIRMWARE_DIR, build_host
 from neurocc.runtime.simulator import simulate_int
 
-from .conftest import convention_of
+from .conftest import convention_of, target_toml_with
 
 # The shipped Cortex-M part the tests compile for (NEUROCC_CORTEXM_TARGET may name another, e.g. a path).
 TARGET = os.environ.get("NEUROCC_CORTEXM_TARGET", "stm32f405")
@@ -324,17 +324,6 @@ def test_emit_files_and_model_c(target, tmp_path: Path) -> None:
 NARROW = {"decay_bits": 10, "threshold_shift": 4, "threshold_bits": 14}
 
 
-def _target_toml(tmp_path: Path, name: str, **changes: int) -> Path:
-    """stm32f405.toml with some [format] keys changed."""
-    text = (TARGET_DIR / "stm32f405.toml").read_text()
-    for key, value in changes.items():
-        text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
-        assert n == 1, key
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
 def _small_net():
     return neurocc.workloads.random_network(120, synapses_per_neuron=60, n_populations=2, n_inputs=60, max_delay=3,
                                             seed=1)
@@ -350,7 +339,7 @@ def test_changed_widths_bit_exact_on_host_engine(host_engine: Path, tmp_path: Pa
     reads the widths from the image header) equals simulate_int under those widths, spike for spike."""
     net = _small_net()
     x = (np.random.default_rng(0).random((100, 60)) < 0.5).astype(np.int64)
-    mapping = neurocc.compile(net, str(_target_toml(tmp_path, "narrow", **NARROW)))
+    mapping = neurocc.compile(net, str(target_toml_with("stm32f405", tmp_path / "narrow.toml", **NARROW)))
     stock = neurocc.compile(net, "stm32f405")
     fmt = mapping.network.format
     assert (fmt.decay_bits, fmt.threshold_shift, fmt.threshold_bits) == (10, 4, 14)
@@ -422,7 +411,7 @@ def test_pack_refuses_widths_the_engine_cannot_honour(change: dict, key: str, ta
         pack(inet)
     assert "Fix:" in str(err.value)
     with pytest.raises(TargetError, match=re.escape(key)):
-        neurocc.compile(_small_net(), str(_target_toml(tmp_path, "wide", **change)))
+        neurocc.compile(_small_net(), str(target_toml_with("stm32f405", tmp_path / "wide.toml", **change)))
 
 
 @pytest.mark.parametrize("widths", [

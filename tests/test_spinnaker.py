@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import struct
 import warnings
@@ -26,13 +25,13 @@ from neurocc.backends.spinnaker.format import HEADER_BYTES
 from neurocc.compiler.errors import ArtifactError, TargetError
 from neurocc.compiler.ir import NETWORK_FILE, Mapping, Role, load_int_network, make_projection
 from neurocc.compiler.pipeline import compile_network
-from neurocc.compiler.targets.target import TARGET_DIR, Mesh, Target, load_target
+from neurocc.compiler.targets.target import Mesh, Target, load_target
 from neurocc.runtime.executors.spinnaker import ExecResult, run
 from neurocc.runtime.placement_sim import simulate_placement
 from neurocc.runtime.simulator import simulate_int
 from neurocc.workloads import random_network, shd_delay_graph
 
-from .conftest import SYNTHETIC, convention_of
+from .conftest import SYNTHETIC, convention_of, target_toml_with
 
 TARGETS = ("spinnaker1", "spinnaker2")
 MIN_STEPS = 100
@@ -444,13 +443,9 @@ def test_changed_widths_bit_exact(tmp_path: Path) -> None:
     """A user's SpiNNaker target with decay_bits 10, threshold_bits 14, threshold_shift 4: the tables carry the
     widths, and the executor equals simulate_int under them, spike for spike; the same integer network under
     Loihi's widths spikes differently, so ignoring the file's widths cannot pass."""
-    text = (TARGET_DIR / "spinnaker2.toml").read_text()
-    for key, value in NARROW.items():
-        text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
-        assert n == 1, key
-    (tmp_path / "narrow.toml").write_text(text)
     net = recurrent_delay_net(max_delay=13)
-    mapping = compile_network(net, str(tmp_path / "narrow.toml"), progress=False)
+    mapping = compile_network(net, str(target_toml_with("spinnaker2", tmp_path / "narrow.toml", **NARROW)),
+                              progress=False)
     fmt = mapping.network.format
     assert (fmt.decay_bits, fmt.threshold_shift, fmt.threshold_bits) == (10, 4, 14)
     raster = (np.random.default_rng(3).random((MIN_STEPS, 60)) < 0.25).astype(np.float32)
