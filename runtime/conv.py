@@ -1,0 +1,75 @@
+"""Event-driven convolution: each input spike scatters the shared kernel; no unrolled matrix exists.
+
+Per step and per kernel tap (i, j), the spikes whose position maps onto an output position through
+that tap (y + py - i*dy divisible by sy and in range, the same for x) add kernel[:, ci, i, j] of their
+group's output channels there. The sum over a step is exactly the unrolled projection's (integer
+mantissas summed, then the weight exponent's shift), so it is bit-exact with `Conv.unrolled()`.
+The reference simulator and the SpiNNaker table executor both use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compiler.ir.conv import Conv
+from ..compiler.ir.lif import shift_by_exponent
+
+
+class ConvEvents:
+    """One conv projection (or the output rows [out_start, out_stop) of it, as one core holds)."""
+
+    def __init__(self, conv: Conv, weight_exp: int = 0, out_start: int = 0, out_stop: int | None = None):
+        self.conv = conv
+        self.weight_exp = int(weight_exp)
+        self.kernel = np.asarray(conv.kernel, np.int64)
+        self.out_start = out_start
+        self.out_stop = conv.n_out if out_stop is None else out_stop
+        self.n_post = self.out_stop - self.out_start
+        self.n_delays = 1
+        self.events = 0  # synaptic events delivered so far (nonzero kernel weights reached by a spike)
+        c_out, c_in_g, kh, kw = conv.kernel.shape
+        self.taps = [(i, j) for i in range(kh) for j in range(kw) if np.any(conv.kernel[:, :, i, j])]
+        self.out_channels = np.arange(conv.out_per_group)
+
+    def accumulate(self, spikes: np.ndarray, binary: bool = False) -> np.ndarray | None:
+        """(1, n_post) int64 input of one step's spikes (counts or bools over the conv's input), shifted
+        by the weight exponent; None when no spike reaches an output."""
+        active = np.flatnonzero(spikes)
+        if active.size == 0:
+            return None
+        counts = None if binary else np.asarray(spikes)[active].astype(np.int64)
+        conv = self.conv
+        c_in, h_in, w_in = conv.in_shape
+        c_out, h_out, w_out = conv.out_shape
+        sy, sx = conv.stride
+        py, px = conv.padding
+        dy, dx = conv.dilation
+        ci, rem = np.divmod(active, h_in * w_in)
+        y, x = np.divmod(rem, w_in)
+        group = ci // conv.in_per_group
+        ci_local = ci - group * conv.in_per_group
+        first_out = group * conv.out_per_group
+        targets: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for i, j in self.taps:
+            ny = y + py - i * dy
+            nx = x + px - j * dx
+            ok = (ny >= 0) & (nx >= 0) & (ny % sy == 0) & (nx % sx == 0)
+            yo, xo = ny // sy, nx // sx
+            ok &= (yo < h_out) & (xo < w_out)
+            if not ok.any():
+                continue
+            co = first_out[ok, None] + self.out_channels[None, :]  # (valid spikes, out channels of the group)
+            weights = self.kernel[co, ci_local[ok, None], i, j]
+            if counts is not None:
+                weights = weights * counts[ok, None]
+            targets.append(((co * h_out + yo[ok, None]) * w_out + xo[ok, None]).ravel())
+            values.append(weights.ravel())
+        if not targets:
+            return None
+        target, value = np.concatenate(targets), np.concatenate(values)
+        self.events += int(np.count_nonzero(value))
+        # float64 sums of integers are exact below 2**53, far above any state width
+        acc = np.bincount(target, weights=value.astype(np.float64), minlength=conv.n_out).astype(np.int64)
+        part = acc[self.out_start:self.out_stop]
+        return shift_by_exponent(part.reshape(1, self.n_post), self.weight_exp)
