@@ -41,11 +41,11 @@ def inspect_text(net: Network) -> str:
             f"inputs {net.inputs}, outputs {net.outputs}")
     proj_rows = [[p.pre, p.post, p.n_synapses, _range(p.weights.data) if p.n_synapses else "-",
                   f"{p.delays.min()}..{p.delays.max()}" if p.delays.size else "-",
-                  p.structure["kind"] if p.structure else "sparse"] for p in net.projections]
+                  p.conv.label if p.conv is not None else "sparse"] for p in net.projections]
     return "\n".join([
         head, "",
         table(["population", "kind", "shape", "neurons", "in-synapses", "delays", "parameters"], rows), "",
-        table(["pre", "post", "synapses", "weights", "delays", "structure"], proj_rows),
+        table(["pre", "post", "synapses", "weights", "delays", "kind"], proj_rows),
     ])
 
 

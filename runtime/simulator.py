@@ -17,6 +17,7 @@ from ..compiler.errors import InputError
 from ..compiler.ir import INPUT, Network
 from ..compiler.ir.lif import LifNeurons, Widths
 from ..compiler.neuron import coefficients
+from .conv import ConvEvents
 from .synapses import EventProjection
 
 
@@ -198,7 +199,7 @@ def integer_inputs(inet, raster) -> dict[str, np.ndarray]:
     return out
 
 
-def simulate_int(inet, raster, record: bool = True) -> SimResult:
+def simulate_int(inet, raster, record: bool = True, unrolled: bool = False) -> SimResult:
     """Bit-exact integer CUBA-LIF (Lava's PyLifModelBitAcc + Dense/DelayDense bit-accurate models).
 
     Each projection adds one step of latency; a spike with delay d sent at t arrives at t+1+d.
@@ -225,11 +226,13 @@ def simulate_int(inet, raster, record: bool = True) -> SimResult:
     buf = np.zeros((slots, n_total), np.int64)
     u = np.zeros(n_total, np.int64)
     v = np.zeros(n_total, np.int64)
-    outgoing: dict[str, list[tuple[int, int, EventProjection]]] = {n: [] for n in inet.populations}
+    outgoing: dict[str, list[tuple[int, int, EventProjection | ConvEvents]]] = {n: [] for n in inet.populations}
     for proj in inet.projections:
         post = inet.populations[proj.post]
-        outgoing[proj.pre].append((offset[proj.post], post.size,
-                                   EventProjection(proj.weights, proj.delays, proj.weight_exp)))
+        # A conv scatters its kernel per spike (`unrolled=True`: the explicit rows, the cross-check).
+        events = ConvEvents(proj.conv, proj.weight_exp) if proj.conv is not None and not unrolled else \
+            EventProjection(proj.weights, proj.delays, proj.weight_exp)
+        outgoing[proj.pre].append((offset[proj.post], post.size, events))
     fired_all = np.zeros((steps, n_total), dtype=bool)
     v_all = np.zeros((steps, n_total), np.int32) if record else None
     i_all = np.zeros((steps, n_total), np.int32) if record else None

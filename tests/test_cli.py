@@ -58,11 +58,11 @@ def test_inspect_prints_populations_and_synapses(corpus_dir: Path) -> None:
         assert (kind, shape, int(neurons)) == (pop.kind, "x".join(map(str, pop.shape)), pop.size), pops[name]
         assert int(synapses) == sum(p.n_synapses for p in net.incoming(name)), pops[name]
     projections = sorted((row[0], row[1], int(row[2]), row[5]) for row in _rows(r.stdout, "pre "))
-    expected = sorted((p.pre, p.post, p.n_synapses, p.structure["kind"] if p.structure else "sparse")
+    expected = sorted((p.pre, p.post, p.n_synapses, p.conv.label if p.conv is not None else "sparse")
                       for p in net.projections)
     assert projections == expected
     # 4x2 kernels of 3x3 with padding 1 on 34x34: per axis the three kernel offsets reach 33 + 34 + 33 positions.
-    assert ("input", "1", 4 * 2 * (33 + 34 + 33) ** 2, "Conv2d") in projections
+    assert ("input", "1", 4 * 2 * (33 + 34 + 33) ** 2, "conv3x3/s1x1") in projections
 
 
 def test_simulate_writes_every_population_and_a_plot(corpus_dir: Path, tmp_path: Path) -> None:

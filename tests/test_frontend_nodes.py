@@ -284,8 +284,8 @@ def test_conv2d_matrix_bias_and_simulation(case):
     np.testing.assert_allclose(proj.weights.toarray(), mat, rtol=0, atol=1e-12)
     assert proj.n_synapses == np.count_nonzero(mat)
     np.testing.assert_allclose(net.populations["acc"].bias, offset, rtol=0, atol=1e-12)
-    assert proj.structure is not None and proj.structure["kind"] == "Conv2d"
-    assert proj.structure["groups"] == groups and tuple(proj.structure["stride"]) == stride
+    assert proj.conv is not None and proj.conv.groups == groups and proj.conv.stride == stride
+    np.testing.assert_array_equal(proj.conv.unrolled().toarray(), proj.weights.toarray())
 
     x = spikes(rng, 3, c_in, h, w_, p=0.4)
     res = neurocc.simulate(net, x)

@@ -2,8 +2,8 @@
 
 A population's drive is what reaches it through Affine, Linear, Scale, Conv, Pool, Flatten,
 Delay and Identity nodes: one sparse matrix per (source population, delay in steps), plus the
-constant bias those nodes add. A drive coming straight out of one convolution keeps the kernel
-as a hint, so targets with weight sharing can store it once.
+constant bias those nodes add. A drive coming straight out of one convolution (or pool, or a pool
+next to a conv) of one population keeps that `Conv`, so targets store the kernel once.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import scipy.sparse as sp
 
 from ..errors import GraphError, UnsupportedNodeError
 from ..ir import INPUT, Population
+from ..ir.conv import Conv
+from .conv import compose, conv_of_node, pool_of_node
 from .diagnostics import guard
 from .graph import Graph
 from .params import Params
 from .shapes import Layout, Shapes
-from .unroll import conv_matrix, pool_matrix
 
 # (source population, delay in steps) -> matrix (out x source) of what that source contributes.
 Terms = Mapping[tuple[str, int], sp.csr_array]
@@ -31,13 +32,14 @@ Terms = Mapping[tuple[str, int], sp.csr_array]
 class Drive:
     """A node's output as a linear function of the populations: sum of terms @ spikes, plus bias.
 
-    `structure` is {"identity": True} for a population's own output, a convolution's hint
-    (kind, weight, shapes, stride, ...) right after one convolution of a population, else None.
+    `identity`: this is a population's own output. `conv`: the drive is one conv of one population's
+    output (the kernel a target can store once), else None.
     """
 
     terms: Terms
     bias: np.ndarray
-    structure: dict[str, Any] | None
+    identity: bool = False
+    conv: Conv | None = None
 
 
 def compose_chains(graph: Graph, params: Params, shapes: Shapes,
@@ -50,7 +52,7 @@ def compose_chains(graph: Graph, params: Params, shapes: Shapes,
         """Terms (source population, delay) -> matrix, and a constant bias, of `name`'s output."""
         if name in populations:
             n = populations[name].size
-            return Drive({(name, 0): sp.identity(n, format="csr")}, np.zeros(n), {"identity": True})
+            return Drive({(name, 0): sp.identity(n, format="csr")}, np.zeros(n), identity=True)
         if name in memo:
             return memo[name]
         if name in visiting:
@@ -74,20 +76,21 @@ def compose_chains(graph: Graph, params: Params, shapes: Shapes,
 def _sum_inputs(preds: tuple[str, ...], contrib: Callable[[str], Drive]) -> Drive:
     terms: dict[tuple[str, int], sp.csr_array] = {}
     bias = None
-    structure = None
     for pred in preds:
         d = contrib(pred)
         for key, mat in d.terms.items():
             terms[key] = terms[key] + mat if key in terms else mat
         bias = d.bias if bias is None else bias + d.bias
-        structure = d.structure if len(preds) == 1 else None
-    return Drive(terms, bias if bias is not None else np.zeros(0), structure)
+    bias = bias if bias is not None else np.zeros(0)
+    if len(preds) == 1:
+        return Drive(terms, bias, d.identity, d.conv)
+    return Drive(terms, bias)
 
 
 def _apply(name: str, t: str, p: Mapping[str, Any], layout: Layout | None, drive: Drive) -> Drive:
     """The drive of node `name` (type `t`) given the sum of its inputs' drives."""
-    terms, bias, structure = drive.terms, drive.bias, drive.structure
-    if t in ("Identity", "Flatten", "Output"):
+    terms, bias = drive.terms, drive.bias
+    if t in ("Identity", "Flatten", "Output"):  # C-order flattening: the same neuron order, no copy
         return drive
     if t == "Delay":
         steps = np.broadcast_to(p["steps"].reshape(-1) if p["steps"].size > 1 else p["steps"],
@@ -99,32 +102,25 @@ def _apply(name: str, t: str, p: Mapping[str, Any], layout: Layout | None, drive
                 key = (src, d + int(value))
                 part = (mask @ mat).tocsr()
                 out[key] = out[key] + part if key in out else part
-        return Drive(out, bias, None)
+        return Drive(out, bias)
     if t in ("Affine", "Linear"):
         mat = sp.csr_array(p["weight"])
         new_bias = mat @ bias + (p["bias"] if t == "Affine" else 0.0)
-        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, new_bias, None)
+        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, new_bias)
     if t == "Scale":
         s = np.broadcast_to(p["scale"].reshape(-1) if p["scale"].size > 1 else p["scale"], (bias.size,))
         mat = sp.diags(s, format="csr")
-        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, s * bias, None)
-    if t in ("Conv1d", "Conv2d"):
-        assert layout is not None  # infer_shapes gives every Conv node one
-        c_in, *spatial = layout.in_shape
-        mat, out_shape = conv_matrix(p["weight"], tuple(spatial), p["stride"], layout.padding, p["dilation"],
-                                     p["groups"])
-        n_pos = int(np.prod(out_shape[1:]))
-        new_bias = mat @ bias + np.repeat(p["bias"], n_pos)
-        hint = None
-        if structure and structure.get("identity"):
-            hint = {"kind": t, "weight": p["weight"], "in_shape": layout.in_shape, "out_shape": out_shape,
-                    "stride": p["stride"], "padding": layout.padding, "dilation": p["dilation"],
-                    "groups": p["groups"]}
-        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, new_bias, hint)
-    if t in ("SumPool2d", "AvgPool2d"):
-        assert layout is not None  # infer_shapes gives every Pool node one
-        c, h, w = layout.in_shape
-        mat, _ = pool_matrix(c, (h, w), p["kernel_size"], p["stride"], layout.padding, t == "AvgPool2d")
-        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, mat @ bias, None)
+        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, s * bias)
+    if t in ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d"):
+        assert layout is not None  # infer_shapes gives every Conv and Pool node one
+        if t.startswith("Conv"):
+            conv = conv_of_node(p, layout.in_shape, layout.padding, layout.out_shape)
+            node_bias = np.repeat(p["bias"], conv.n_out // conv.out_shape[0])
+        else:
+            conv = pool_of_node(t == "AvgPool2d", p, layout.in_shape, layout.padding, layout.out_shape)
+            node_bias = 0.0
+        mat = conv.unrolled()
+        kept = conv if drive.identity else (compose(drive.conv, conv) if drive.conv is not None else None)
+        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, mat @ bias + node_bias, conv=kept)
     raise UnsupportedNodeError(f"node {name!r}: {t} cannot sit between neurons. Fix: only linear nodes "
                                "(Affine, Linear, Scale, Conv, Pool, Flatten, Delay) connect neurons")

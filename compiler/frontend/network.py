@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from ..errors import GraphError
 from ..ir import INPUT, NEURON_KINDS, Network, Population, Projection, make_projection
+from ..ir.conv import Conv
 from .compose import Drive
 from .graph import Graph
 from .params import Params
@@ -39,7 +40,6 @@ def merge_delays(drives: Mapping[str, Drive], populations: Mapping[str, Populati
 
 def _to_projections(post: str, n_post: int, drive: Drive,
                     populations: Mapping[str, Population]) -> list[Projection]:
-    structure = drive.structure
     by_source: dict[str, list[tuple[int, sp.coo_array]]] = defaultdict(list)
     for (src, delay), mat in drive.terms.items():
         by_source[src].append((delay, sp.coo_array(mat)))
@@ -65,12 +65,27 @@ def _to_projections(post: str, n_post: int, drive: Drive,
             cols = np.concatenate([c.col for _, c in g]).astype(np.int64)
             vals = np.concatenate([c.data for _, c in g]).astype(np.float64)
             dels = np.concatenate([np.full(c.nnz, d, dtype=np.int64) for d, c in g])
-            hint = structure if (len(parts) == 1 and g[0][0] == 0 and structure
-                                 and "kind" in structure) else None
-            proj = make_projection(src, post, rows, cols, vals, dels, (n_post, n_pre), hint)
+            proj = make_projection(src, post, rows, cols, vals, dels, (n_post, n_pre))
+            if drive.conv is not None and len(parts) == 1 and g[0][0] == 0:
+                proj = with_kernel(proj, drive.conv)
             if proj.n_synapses:
                 result.append(proj)
     return result
+
+
+def with_kernel(proj: Projection, conv: Conv) -> Projection:
+    """`proj` carrying its kernel when the kernel's unrolled matrix is the composed one; else unchanged.
+
+    This equality is what makes a kept kernel safe (a composed conv that differs at the borders stays
+    sparse), and the projection takes the kernel's own values, so the two never differ by rounding.
+    """
+    mat = conv.unrolled()
+    w = proj.weights
+    if (mat.shape != w.shape or mat.nnz != w.nnz or not np.array_equal(mat.indptr, w.indptr)
+            or not np.array_equal(mat.indices, w.indices) or not np.allclose(mat.data, w.data, rtol=1e-9, atol=0)):
+        return proj
+    weights = sp.csr_array((mat.data, w.indices, w.indptr), shape=w.shape, copy=False)
+    return dataclasses.replace(proj, weights=weights, conv=conv)
 
 
 def find_outputs(graph: Graph, populations: Mapping[str, Population]) -> dict[str, str]:

@@ -10,19 +10,21 @@ import numpy as np
 
 from ..errors import GraphError, ParameterError, UnsupportedNodeError
 from ..ir import KIND_PARAMS, NEURON_KINDS
+from ..ir.conv import conv_output_size
 from .diagnostics import Warner, guard
 from .graph import Graph
 from .params import Params
 from .timing import Timing
-from .unroll import conv_output_size
 
 
 @dataclass(frozen=True)
 class Layout:
-    """How a Conv or Pool node reads its input: (C, *spatial), and the padding it applies."""
+    """How a Conv or Pool node reads its input: (C, *spatial), the leading zero padding of each spatial
+    axis, and its output shape (which fixes the trailing padding: 'same' pads an even extent unevenly)."""
 
     in_shape: tuple[int, ...]
     padding: tuple[int, ...]
+    out_shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -198,20 +200,26 @@ def _out_shape(graph: Graph, params: Params, shape: Mapping[str, tuple[int, ...]
                 f"inputs but receives shape {list(src)} ({int(np.prod(src))}). Fix: correct input_shape or "
                 "the layer before it"
             )
-        pad = _resolve_padding(name, p, spatial)
-        out = [conv_output_size(spatial[d], w.shape[2 + d], p["stride"][d], pad[d], p["dilation"][d])
+        pad, trail = _resolve_padding(name, p, spatial)
+        out = [conv_output_size(spatial[d], w.shape[2 + d], p["stride"][d], pad[d], p["dilation"][d], trail[d])
                for d in range(nd)]
         if min(out) < 1:
-            raise GraphError(f"{t} {name!r}: output would be empty for input {list(src)}. Fix: check the "
-                             "kernel, stride, padding and input_shape")
-        return (w.shape[0], *out), Layout((c_in, *spatial), pad)
+            extent = [p["dilation"][d] * (w.shape[2 + d] - 1) + 1 for d in range(nd)]
+            raise GraphError(f"{t} {name!r}: kernel extent {extent} is larger than the padded input "
+                             f"{[spatial[d] + pad[d] + trail[d] for d in range(nd)]} (input {list(src)}), so the "
+                             "output is empty. Fix: check the kernel, dilation, padding and input_shape")
+        return (w.shape[0], *out), Layout((c_in, *spatial), pad, (w.shape[0], *out))
     if t in ("SumPool2d", "AvgPool2d"):
         if len(src) != 3:
             raise GraphError(f"{t} {name!r} needs a (C, H, W) input, got shape {list(src)}. "
                              "Fix: put it after a Conv2d or give the input a 3-d shape")
         out = [conv_output_size(src[1 + d], p["kernel_size"][d], p["stride"][d], p["padding"][d], 1)
                for d in range(2)]
-        return (src[0], *out), Layout(src, p["padding"])
+        if min(out) < 1:
+            raise GraphError(f"{t} {name!r}: kernel {list(p['kernel_size'])} is larger than the padded input "
+                             f"{[src[1 + d] + 2 * p['padding'][d] for d in range(2)]}, so the output is empty. "
+                             "Fix: check kernel_size, padding and the input shape")
+        return (src[0], *out), Layout(src, p["padding"], (src[0], *out))
     if t == "Flatten":
         start, end = p["start_dim"], p["end_dim"]
         nd = len(src)
@@ -227,21 +235,25 @@ def _known(shape: tuple[int, ...] | None) -> tuple[tuple[int, ...], None] | None
     return (shape, None) if shape is not None else None
 
 
-def _resolve_padding(name: str, p: Mapping[str, Any], spatial: tuple[int, ...]) -> tuple[int, ...]:
+def _resolve_padding(name: str, p: Mapping[str, Any],
+                     spatial: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(leading, trailing) zero padding per spatial axis; 'same' as torch does it (an odd total puts the
+    extra zero at the end)."""
     pad = p["padding"]
     nd = len(spatial)
     if isinstance(pad, str):
         if pad == "valid":
-            return (0,) * nd
+            return (0,) * nd, (0,) * nd
         if pad == "same":
             k = p["weight"].shape[2:]
-            if any(s != 1 for s in p["stride"]) or any((p["dilation"][d] * (k[d] - 1)) % 2 for d in range(nd)):
-                raise ParameterError(f"node {name!r}: padding='same' needs stride 1 and an odd kernel extent. "
+            if any(s != 1 for s in p["stride"]):
+                raise ParameterError(f"node {name!r}: padding='same' needs stride 1 (torch refuses it too). "
                                      "Fix: give the padding as integers")
-            return tuple(p["dilation"][d] * (k[d] - 1) // 2 for d in range(nd))
+            total = [p["dilation"][d] * (k[d] - 1) for d in range(nd)]
+            return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
         raise ParameterError(f"node {name!r}: padding {pad!r} is not 'same', 'valid' or integers. "
                              "Fix: give the padding as integers")
-    return pad
+    return pad, pad
 
 
 def _in_size(graph: Graph, params: Params, shapes: Shapes, name: str) -> int | None:

@@ -68,6 +68,13 @@ class Conv:
     def with_kernel(self, kernel: np.ndarray) -> Conv:
         return replace(self, kernel=kernel)
 
+    @property
+    def label(self) -> str:
+        """Short, no spaces: conv<kh>x<kw>/s<stride>[/g<groups>] (report tables)."""
+        kh, kw = self.kernel_size
+        g = f"/g{self.groups}" if self.groups > 1 else ""
+        return f"conv{kh}x{kw}/s{self.stride[0]}x{self.stride[1]}{g}"
+
     def describe(self) -> str:
         c_out, c_in_g, kh, kw = self.kernel.shape
         return (f"{kh}x{kw} conv {self.in_shape[0]}->{c_out} ch (groups {self.groups}, stride "

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import ArtifactError
 from ..targets.target import NumericFormat
+from .conv import Conv
 from .lif import effective_bias
 from .network import INPUT, SparseSynapses
 
@@ -61,7 +62,7 @@ class IntProjection(SparseSynapses):
     delays: np.ndarray  # integer (int16 when they fit), aligned with weights.data
     weight_exp: int
     sign_mode: str  # "excitatory" | "inhibitory" | "mixed" (Lava SignMode)
-    structure: dict[str, Any] | None = None
+    conv: Conv | None = None  # the shared kernel (integer mantissas in the IntNetwork); weights == unrolled
 
 
 @dataclass
@@ -111,6 +112,15 @@ def _json_scalar(obj: Any) -> Any:
 NETWORK_FILE = "network.npz"
 
 
+_CONV_FIELDS = ("in_shape", "out_shape", "stride", "padding", "dilation")
+
+
+def _conv_meta(conv: Conv | None) -> dict[str, Any] | None:
+    if conv is None:
+        return None
+    return {**{f: list(getattr(conv, f)) for f in _CONV_FIELDS}, "groups": conv.groups}
+
+
 def save_int_network(inet: IntNetwork, path: str | Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {
@@ -129,7 +139,10 @@ def save_int_network(inet: IntNetwork, path: str | Path) -> None:
             arrays[f"pop{k}_v_offset"] = p.v_offset
     for k, proj in enumerate(inet.projections):
         meta["projections"].append({"pre": proj.pre, "post": proj.post, "shape": list(proj.weights.shape),
-                                    "weight_exp": proj.weight_exp, "sign_mode": proj.sign_mode})
+                                    "weight_exp": proj.weight_exp, "sign_mode": proj.sign_mode,
+                                    "conv": _conv_meta(proj.conv)})
+        if proj.conv is not None:
+            arrays[f"proj{k}_kernel"] = proj.conv.kernel
         arrays[f"proj{k}_data"] = proj.weights.data
         arrays[f"proj{k}_indices"] = proj.weights.indices
         arrays[f"proj{k}_indptr"] = proj.weights.indptr
@@ -158,7 +171,10 @@ def load_int_network(path: str | Path) -> IntNetwork:
     for k, m in enumerate(meta["projections"]):
         w = sp.csr_array((arrays[f"proj{k}_data"], arrays[f"proj{k}_indices"], arrays[f"proj{k}_indptr"]),
                          shape=tuple(m["shape"]))
+        conv = m.get("conv")
         projs.append(IntProjection(m["pre"], m["post"], w, arrays[f"proj{k}_delays"], m["weight_exp"],
-                                   m["sign_mode"]))
+                                   m["sign_mode"], None if conv is None else Conv(
+                                       arrays[f"proj{k}_kernel"], *(tuple(conv[f]) for f in _CONV_FIELDS),
+                                       conv["groups"])))
     return IntNetwork(pops, projs, meta["inputs"], meta["outputs"], meta["source_pops"],
                       NumericFormat(**meta["format"]), meta["target"], meta["dt"], meta["notes"])

@@ -7,10 +7,11 @@ then v' = 0 (compiler/passes/lower.py derives it from every NIR kind).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from .conv import Conv
 
 
 @dataclass
@@ -39,7 +40,7 @@ class LoweredProjection:
     post: str
     weights: sp.csr_array  # float, threshold units
     delays: np.ndarray  # aligned with weights.data
-    structure: dict[str, Any] | None = None
+    conv: Conv | None = None  # the shared kernel (integer mantissas in the IntNetwork); weights == unrolled
 
     @property
     def n_synapses(self) -> int:

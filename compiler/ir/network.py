@@ -4,16 +4,20 @@ A `Network` is what the frontend produces: neuron populations with per-neuron fl
 parameters in NIR's units, and projections whose weights are `scipy.sparse` matrices
 (post x pre) with one integer delay (in timesteps) per synapse. Linear NIR nodes
 (Affine, Linear, Scale, Conv, Pool, Flatten, Delay) no longer exist here: they have
-been composed into projections and population biases.
+been composed into projections and population biases; a projection that is one convolution
+also keeps its kernel (`Projection.conv`, compiler/ir/conv.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from .conv import Conv
 
 INPUT = "input"  # the kind of an input population in every IR (float, lowered, integer)
 NEURON_KINDS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold")
@@ -78,9 +82,8 @@ class Projection(SparseSynapses):
     post: str
     weights: sp.csr_array
     delays: np.ndarray  # integer (int16 when they fit: 2 bytes per synapse), aligned with weights.data (CSR order)
-    # Where the projection came from when it is one convolution: kernel, stride, ...
-    # so a target with weight sharing can use it. None for general sparse.
-    structure: dict[str, Any] | None = None
+    # The shared kernel when the projection is one convolution (weights == conv.unrolled()); None if sparse.
+    conv: Conv | None = None
 
     def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(post index, pre index, weight, delay) per synapse, in CSR order."""
@@ -113,7 +116,7 @@ def make_projection(
     values: np.ndarray,
     delays: np.ndarray,
     shape: tuple[int, int],
-    structure: dict[str, Any] | None = None,
+    conv: Conv | None = None,
 ) -> Projection:
     """Build a canonical projection (sorted CSR, no zero weights) from synapse lists.
 
@@ -139,7 +142,7 @@ def make_projection(
     indptr = np.searchsorted(r, np.arange(n_rows + 1)).astype(itype)
     del r
     w = sp.csr_array((summed, (uniq % n_cols).astype(itype), indptr), shape=shape, copy=False)
-    return Projection(pre, post, w, compact_int(delays), structure)
+    return Projection(pre, post, w, compact_int(delays), conv)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from ..errors import ParameterError
 from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Network
+from ..ir.conv import Conv
 from ..neuron import coefficients
 
 DECAY_RESOLUTION = 4096  # split decays that differ at the 12-bit level (Lava decay_shift = 12)
@@ -95,10 +96,24 @@ def lower(net: Network) -> LoweredNetwork:
                 sub, sub_delays = _submatrix(w, scaled, proj.delays, post_idx, pre_idx)
                 if sub.nnz:
                     single = len(source_pops[proj.pre]) == 1 and len(source_pops[proj.post]) == 1
-                    projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays,
-                                                         proj.structure if single else None))
+                    conv = _scaled_kernel(proj.conv, row_gain[proj.post]) if single else None
+                    if proj.conv is not None and conv is None:
+                        notes.append(f"{proj.pre} -> {proj.post}: conv stored unrolled (its neurons differ "
+                                     "within an output channel, so one kernel cannot serve them)")
+                    projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays, conv))
     outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
     return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
+
+
+def _scaled_kernel(conv: Conv | None, gain: np.ndarray) -> Conv | None:
+    """The kernel in threshold units, when every neuron of an output channel has the same gain (one
+    kernel per channel can then serve them all); else None (the projection stays unrolled)."""
+    if conv is None:
+        return None
+    per_channel = gain.reshape(conv.out_shape[0], -1)
+    if not np.all(per_channel == per_channel[:, :1]):
+        return None
+    return conv.with_kernel(conv.kernel * per_channel[:, 0][:, None, None, None])
 
 
 def _submatrix(w: sp.csr_array, data: np.ndarray, delays: np.ndarray, rows: np.ndarray,

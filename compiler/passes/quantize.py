@@ -23,6 +23,7 @@ from ..ir import (
     IntPopulation,
     IntProjection,
     LoweredNetwork,
+    LoweredProjection,
     compact_int,
     sign_mode_of,
 )
@@ -54,14 +55,15 @@ def _mantissa_max(fmt: NumericFormat, mode: str) -> int:
     return fmt.weight_max - 1 if mode == "mixed" else fmt.weight_max
 
 
-def _quantize_weights(data: np.ndarray, scale: float, fmt: NumericFormat, where: str) -> tuple[np.ndarray, int]:
+def _quantize_weights(data: np.ndarray, scale: float, fmt: NumericFormat, where: str,
+                      exp_min: int | None = None) -> tuple[np.ndarray, int]:
     mode = sign_mode_of(data)
     m_max = _mantissa_max(fmt, mode)
     peak = _abs_max(data) * scale
     if peak == 0:
         return np.zeros(data.size, mantissa_dtype(fmt)), 0
     exp = math.ceil(math.log2(peak / m_max)) if peak > m_max else -math.floor(math.log2(m_max / peak))
-    exp = max(fmt.weight_exp_min, exp)
+    exp = max(fmt.weight_exp_min if exp_min is None else exp_min, exp)
     if exp > fmt.weight_exp_max:
         raise QuantizationError(
             f"{where}: largest weight {peak:.4g} (threshold units x scale) needs exponent {exp}, above the "
@@ -98,7 +100,7 @@ def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming:
     for proj in (lnet.projections if incoming is None else incoming):
         if proj.post != post or proj.weights.nnz == 0:
             continue
-        peak = _abs_max(proj.weights.data)
+        peak = _abs_max(proj.conv.kernel if proj.conv is not None else proj.weights.data)
         limit = _mantissa_max(fmt, "mixed") * 2.0 ** fmt.weight_exp_max
         scale = min(scale, limit / peak)
     bias = lnet.populations[post].bias
@@ -153,6 +155,11 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
                 f"{where}: delay {int(proj.delays.max())} steps exceeds {target.name}'s maximum of "
                 f"{fmt.max_delay}. Fix: shorten the delays, use a larger dt, or a target with longer delays"
             )
+        if proj.conv is not None:
+            conv_proj = _quantize_conv(proj, scales[proj.post], fmt, where)
+            if conv_proj.weights.nnz:
+                projections.append(conv_proj)
+            continue
         mant, exp = _quantize_weights(proj.weights.data, scales[proj.post], fmt, where)
         keep = mant != 0
         lw = proj.weights
@@ -171,8 +178,20 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
             delays = delays[keep]
         del mant, keep
         if w.nnz:
-            projections.append(IntProjection(proj.pre, proj.post, w, delays, exp, sign_mode_of(w.data),
-                                             proj.structure))
+            projections.append(IntProjection(proj.pre, proj.post, w, delays, exp, sign_mode_of(w.data)))
         del lw, w, delays
     return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
                       target.name, lnet.dt, notes)
+
+
+def _quantize_conv(proj: LoweredProjection, scale: float, fmt: NumericFormat, where: str) -> IntProjection:
+    """A conv projection: the kernel is quantized once (one exponent for the projection) and the
+    unrolled weights are exactly its mantissas, so every executor, shared or unrolled, sums the same."""
+    assert proj.conv is not None
+    kernel = proj.conv.kernel
+    mant, exp = _quantize_weights(kernel.reshape(-1), scale, fmt, f"{where} ({proj.conv.describe()})",
+                                  fmt.conv_exp_min)
+    conv = proj.conv.with_kernel(mant.reshape(kernel.shape))
+    w = conv.unrolled()
+    return IntProjection(proj.pre, proj.post, w, np.zeros(w.nnz, np.int16), exp, sign_mode_of(mant[mant != 0]),
+                         conv)

@@ -10,7 +10,7 @@ the family's Backend record names its required and optional sections):
     [router]    entries_per_chip; default_routing (bool)
     [format]    weight_bits; weight_exp_min; weight_exp_max; decay_bits; state_bits;
                 threshold_bits; bias_mant_bits; bias_exp_max; max_delay; activation_shift = 6;
-                threshold_shift = 6
+                threshold_shift = 6; conv_weight_exp_min = weight_exp_min
     [encoding]  synapse_word_bits; delay_bits; index_bits; row_header_bits; delay_extension_slots = 0
     [cost]      time_per_synaptic_event_s; time_per_neuron_update_s; time_per_spike_s; time_per_hop_s;
                 energy_per_synaptic_event_j; energy_per_neuron_update_j; energy_per_spike_j;
@@ -74,6 +74,13 @@ class NumericFormat:
     # Lava's PyLifModelBitAcc: a_in << act_shift enters u, and a neuron fires when v > vth << vth_shift.
     activation_shift: int = 6
     threshold_shift: int = 6
+    # Lowest weight exponent a conv projection may get (None: weight_exp_min). Lava's Conv process
+    # ignores weight_exp (lava/proc/conv/models.py), so Loihi targets fold a non-negative one into the kernel.
+    conv_weight_exp_min: int | None = None
+
+    @property
+    def conv_exp_min(self) -> int:
+        return self.weight_exp_min if self.conv_weight_exp_min is None else self.conv_weight_exp_min
 
     @property
     def decay_unity(self) -> int:
