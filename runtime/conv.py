@@ -19,6 +19,9 @@ class ConvEvents:
     """One conv projection (or the output rows [out_start, out_stop) of it, as one core holds)."""
 
     def __init__(self, conv: Conv, weight_exp: int = 0, out_start: int = 0, out_stop: int | None = None):
+        # A pool prefix sums the spikes into counts on the pooled map first (its taps are not synapses).
+        self.pool = ConvEvents(conv.pool.as_conv(conv.in_shape)) if conv.pool is not None else None
+        conv = conv.stage()
         self.conv = conv
         self.weight_exp = int(weight_exp)
         self.kernel = np.asarray(conv.kernel, np.int64)
@@ -34,6 +37,18 @@ class ConvEvents:
     def accumulate(self, spikes: np.ndarray, binary: bool = False) -> np.ndarray | None:
         """(1, n_post) int64 input of one step's spikes (counts or bools over the conv's input), shifted
         by the weight exponent; None when no spike reaches an output."""
+        if self.pool is not None:
+            pooled = self.pool.scatter(spikes, binary)
+            if pooled is None:
+                return None
+            spikes, binary = pooled, False
+        acc = self.scatter(spikes, binary)
+        if acc is None:
+            return None
+        return shift_by_exponent(acc[self.out_start:self.out_stop].reshape(1, self.n_post), self.weight_exp)
+
+    def scatter(self, spikes: np.ndarray, binary: bool = False) -> np.ndarray | None:
+        """The summed kernel mantissas over the whole output (n_out int64) for one step's input, unshifted."""
         active = np.flatnonzero(spikes)
         if active.size == 0:
             return None
@@ -70,6 +85,4 @@ class ConvEvents:
         target, value = np.concatenate(targets), np.concatenate(values)
         self.events += int(np.count_nonzero(value))
         # float64 sums of integers are exact below 2**53, far above any state width
-        acc = np.bincount(target, weights=value.astype(np.float64), minlength=conv.n_out).astype(np.int64)
-        part = acc[self.out_start:self.out_stop]
-        return shift_by_exponent(part.reshape(1, self.n_post), self.weight_exp)
+        return np.bincount(target, weights=value.astype(np.float64), minlength=conv.n_out).astype(np.int64)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ..errors import GraphError, UnsupportedNodeError
 from ..ir import INPUT, Population
 from ..ir.conv import Conv
-from .conv import compose, conv_of_node, pool_of_node
+from .conv import conv_of_node, linear_after_pool, pool_of_node, then
 from .diagnostics import guard
 from .graph import Graph
 from .params import Params
@@ -106,7 +106,8 @@ def _apply(name: str, t: str, p: Mapping[str, Any], layout: Layout | None, drive
     if t in ("Affine", "Linear"):
         mat = sp.csr_array(p["weight"])
         new_bias = mat @ bias + (p["bias"] if t == "Affine" else 0.0)
-        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, new_bias)
+        kept = linear_after_pool(drive.conv, p["weight"]) if drive.conv is not None else None
+        return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, new_bias, conv=kept)
     if t == "Scale":
         s = np.broadcast_to(p["scale"].reshape(-1) if p["scale"].size > 1 else p["scale"], (bias.size,))
         mat = sp.diags(s, format="csr")
@@ -120,7 +121,7 @@ def _apply(name: str, t: str, p: Mapping[str, Any], layout: Layout | None, drive
             conv = pool_of_node(t == "AvgPool2d", p, layout.in_shape, layout.padding, layout.out_shape)
             node_bias = 0.0
         mat = conv.unrolled()
-        kept = conv if drive.identity else (compose(drive.conv, conv) if drive.conv is not None else None)
+        kept = conv if drive.identity else (then(drive.conv, conv) if drive.conv is not None else None)
         return Drive({k: (mat @ m).tocsr() for k, m in terms.items()}, mat @ bias + node_bias, conv=kept)
     raise UnsupportedNodeError(f"node {name!r}: {t} cannot sit between neurons. Fix: only linear nodes "
                                "(Affine, Linear, Scale, Conv, Pool, Flatten, Delay) connect neurons")

@@ -1,10 +1,12 @@
 """Conv and pool nodes as `Conv` values (kernel stored once), and their composition without a neuron between.
 
-A pool is a depthwise conv with a constant kernel (1 for SumPool2d, 1/(kh*kw) for AvgPool2d). A pool
-next to a conv (conv -> pool or pool -> conv, nothing in between) is one conv: stride multiplies and
-the kernel grows to cover both. Whether that composition is exact at the borders (zero padding of the
-second map vs. real input of the first) is not argued case by case: `network.py` keeps a composed
-kernel only when its unrolled matrix equals the product of the two unrolled matrices.
+A pool is a depthwise conv with a constant kernel (1 for SumPool2d, 1/(kh*kw) for AvgPool2d). What a
+pool next to a conv becomes (nothing in between):
+- pool -> conv, and pool -> Flatten -> Linear (a conv whose kernel spans the pooled map): the conv with
+  the pool as its prefix (`Conv.pool`), so the small kernel is stored;
+- conv -> pool: one conv with a larger kernel (`merge`).
+Whether a merge is exact at the borders is not argued case by case: `network.py` keeps a kernel only
+when its unrolled matrix equals the composed one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.conv import Conv
+from ..ir.conv import Conv, Pool, is_pool, merge
 
 
 def _pair(values: tuple[int, ...], nd: int, fill: int) -> tuple[int, int]:
@@ -46,36 +48,30 @@ def pool_of_node(average: bool, p: Mapping[str, Any], in_shape: tuple[int, ...],
     return Conv(kernel, tuple(in_shape), tuple(out_shape), tuple(p["stride"]), tuple(padding), (1, 1), c)
 
 
-def _is_pool(conv: Conv) -> bool:
-    """Depthwise with one kernel shared by every channel (what a pool is)."""
-    c_out, c_in_g = conv.kernel.shape[:2]
-    return conv.groups == c_out == conv.in_shape[0] and c_in_g == 1 and bool(
-        np.all(conv.kernel == conv.kernel[:1]))
 
 
-def compose(first: Conv, second: Conv) -> Conv | None:
-    """`second` applied to `first`'s output as one conv, when one of them is a pool; else None.
-
-    Offsets add up as u = i2 * d2 * s1 + i1 * d1 (stride s1 * s2, dilation 1, padding p1 + p2 * s1).
-    """
-    if first.out_shape != second.in_shape or not (_is_pool(first) or _is_pool(second)):
+def then(drive_conv: Conv, conv: Conv) -> Conv | None:
+    """`conv` applied to the output of `drive_conv` (a conv of a population) as one Conv, or None."""
+    if drive_conv.pool is None and is_pool(drive_conv) and conv.pool is None and not is_pool(conv):
+        # Pool then conv: keep the pool as a prefix; an AvgPool's 1/(kh*kw) goes into the kernel.
+        scale = float(drive_conv.kernel.reshape(-1)[0])
+        prefix = Pool(drive_conv.kernel_size, drive_conv.stride, drive_conv.padding)
+        return Conv(conv.kernel * scale, drive_conv.in_shape, conv.out_shape, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, prefix)
+    if drive_conv.pool is not None:
         return None
-    s1, s2 = np.array(first.stride), np.array(second.stride)
-    d1, d2 = np.array(first.dilation), np.array(second.dilation)
-    k1, k2 = np.array(first.kernel_size), np.array(second.kernel_size)
-    extent = (k2 - 1) * d2 * s1 + (k1 - 1) * d1 + 1
-    pool_first = _is_pool(first)
-    conv, pool = (second, first) if pool_first else (first, second)
-    # The conv's taps step by its own dilation, or by d2 * s1 when it reads the pool's output.
-    conv_step, pool_step = (d2 * s1, d1) if pool_first else (d1, d2 * s1)
-    spread = pool.kernel[0, 0]
-    kernel = np.zeros((*conv.kernel.shape[:2], int(extent[0]), int(extent[1])))
-    for t in np.ndindex(*conv.kernel.shape[2:]):
-        for q in np.ndindex(*spread.shape):
-            y, x = (t[0] * conv_step[0] + q[0] * pool_step[0], t[1] * conv_step[1] + q[1] * pool_step[1])
-            kernel[:, :, y, x] += conv.kernel[:, :, t[0], t[1]] * spread[q]
-    groups = conv.groups
-    padding = (first.padding[0] + second.padding[0] * first.stride[0],
-               first.padding[1] + second.padding[1] * first.stride[1])
-    return Conv(kernel, first.in_shape, second.out_shape, (int(s1[0] * s2[0]), int(s1[1] * s2[1])), padding,
-                (1, 1), groups)
+    return merge(drive_conv, conv)
+
+
+def linear_after_pool(drive_conv: Conv, weight: np.ndarray) -> Conv | None:
+    """A Linear over a pooled (C, H, W) map, flattened: the conv whose kernel spans the map, with the pool
+    as its prefix (so its weights are stored once, not once per pooled input)."""
+    if drive_conv.pool is not None or not is_pool(drive_conv):
+        return None
+    c, h, w = drive_conv.out_shape
+    if weight.ndim != 2 or weight.shape[1] != c * h * w:
+        return None
+    scale = float(drive_conv.kernel.reshape(-1)[0])
+    kernel = np.asarray(weight, np.float64).reshape(weight.shape[0], c, h, w) * scale
+    return Conv(kernel, drive_conv.in_shape, (weight.shape[0], 1, 1), (1, 1), (0, 0), (1, 1), 1,
+                Pool(drive_conv.kernel_size, drive_conv.stride, drive_conv.padding))

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import ArtifactError
 from ..targets.target import NumericFormat
-from .conv import Conv
+from .conv import Conv, Pool
 from .lif import effective_bias
 from .network import INPUT, SparseSynapses
 
@@ -118,7 +118,14 @@ _CONV_FIELDS = ("in_shape", "out_shape", "stride", "padding", "dilation")
 def _conv_meta(conv: Conv | None) -> dict[str, Any] | None:
     if conv is None:
         return None
-    return {**{f: list(getattr(conv, f)) for f in _CONV_FIELDS}, "groups": conv.groups}
+    pool = None if conv.pool is None else [list(conv.pool.kernel), list(conv.pool.stride), list(conv.pool.padding)]
+    return {**{f: list(getattr(conv, f)) for f in _CONV_FIELDS}, "groups": conv.groups, "pool": pool}
+
+
+def _conv_of(meta: dict[str, Any], kernel: np.ndarray) -> Conv:
+    pool = meta.get("pool")
+    return Conv(kernel, *(tuple(meta[f]) for f in _CONV_FIELDS), meta["groups"],
+                None if pool is None else Pool(*(tuple(v) for v in pool)))
 
 
 def save_int_network(inet: IntNetwork, path: str | Path) -> None:
@@ -173,8 +180,6 @@ def load_int_network(path: str | Path) -> IntNetwork:
                          shape=tuple(m["shape"]))
         conv = m.get("conv")
         projs.append(IntProjection(m["pre"], m["post"], w, arrays[f"proj{k}_delays"], m["weight_exp"],
-                                   m["sign_mode"], None if conv is None else Conv(
-                                       arrays[f"proj{k}_kernel"], *(tuple(conv[f]) for f in _CONV_FIELDS),
-                                       conv["groups"])))
+                                   m["sign_mode"], None if conv is None else _conv_of(conv, arrays[f"proj{k}_kernel"])))
     return IntNetwork(pops, projs, meta["inputs"], meta["outputs"], meta["source_pops"],
                       NumericFormat(**meta["format"]), meta["target"], meta["dt"], meta["notes"])

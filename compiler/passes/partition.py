@@ -30,6 +30,28 @@ def _row_bits(target: Target, proj: IntProjection) -> tuple[int, int]:
     return weight_bits + delay_bits + enc.index_bits, enc.row_header_bits
 
 
+# sPyNNaker's local-only conv connector header: 7 words + 14 shorts (research/conv-conversion-sweeps.md);
+# no Loihi or Cortex-M figure is public, so every target budgets the same header per conv on a core.
+CONV_HEADER_BYTES = 7 * 4 + 14 * 2
+
+
+def _kernel_bits(target: Target, proj: IntProjection) -> int:
+    """Bits of one stored kernel weight: the mantissa, plus a sign bit for a mixed-sign kernel."""
+    return target.format.weight_bits + (1 if proj.sign_mode == "mixed" else 0)
+
+
+def conv_slice_bytes(target: Target, proj: IntProjection, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Bytes of a conv projection on each slice [start, stop) of its post population: a header and the
+    kernels of the output channels the slice covers, stored once (rounded to the target's words)."""
+    conv = proj.conv
+    assert conv is not None
+    per_channel = conv.out_shape[1] * conv.out_shape[2]
+    channels = (np.asarray(stops) - 1) // per_channel - np.asarray(starts) // per_channel + 1
+    bits = channels * (conv.kernel[0].size * _kernel_bits(target, proj))
+    word = 64 if target.encoding.synapse_word_bits == 0 else 32
+    return CONV_HEADER_BYTES + np.ceil(bits / word).astype(np.int64) * (word // 8)
+
+
 def _bytes_for_rows(counts: np.ndarray, syn_bits: int, hdr_bits: int, packed: bool) -> int:
     bits = hdr_bits + counts.astype(np.int64) * syn_bits
     if packed:  # Loihi: each row rounded up to 64-bit words (nengo-loihi SynapseConfig.bits_per_axon)
@@ -55,9 +77,12 @@ def slice_usage(inet: IntNetwork, target: Target, post: str, start: int, stop: i
         stage = delays // slots
         key = stage * w.shape[1] + pre
         uniq, counts = np.unique(key, return_counts=True)
-        syn_bits, hdr_bits = _row_bits(target, proj)
         use.synapses += hi - lo
-        use.synapse_bytes += _bytes_for_rows(counts, syn_bits, hdr_bits, packed)
+        if proj.conv is not None:
+            use.synapse_bytes += int(conv_slice_bytes(target, proj, np.array([start]), np.array([stop]))[0])
+        else:
+            syn_bits, hdr_bits = _row_bits(target, proj)
+            use.synapse_bytes += _bytes_for_rows(counts, syn_bits, hdr_bits, packed)
         use.delay_slots = max(use.delay_slots, int((delays % slots).max()) + 1)
         use.delay_stages = max(use.delay_stages, int(stage.max()))
         fan_in_keys.append(uniq + offset)
@@ -164,9 +189,11 @@ class _Index:
     def batch(parts: list[_Index], target: Target) -> list[_Index]:
         """One index for a population's many small incoming projections (numpy calls per population,
         not per projection); a single or large projection stays as it is (no copy)."""
-        if len(parts) < 2 or sum(p.rows.size for p in parts) > 4_000_000:
+        convs = [p for p in parts if p.proj is not None and p.proj.conv is not None]
+        rows = [p for p in parts if p not in convs]
+        if len(rows) < 2 or sum(p.rows.size for p in rows) > 4_000_000:
             return parts
-        return [_Index(None, target, parts)]
+        return convs + [_Index(None, target, rows)]
 
     def groups(self, slice_of: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Destination slice per synapse (`slice_of` maps post neuron -> slice), the order that groups
@@ -247,7 +274,10 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
             bits = idx.hdr_bits + lengths * idx.syn_bits
         row_bytes = np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
         row_dst = d_sorted[starts]
-        nbytes += np.bincount(row_dst, weights=row_bytes, minlength=n).astype(np.int64)
+        if idx.proj is not None and idx.proj.conv is not None:  # the kernel once, not rows
+            nbytes += conv_slice_bytes(target, idx.proj, starts_of, stops_of)
+        else:
+            nbytes += np.bincount(row_dst, weights=row_bytes, minlength=n).astype(np.int64)
         fan_in += np.bincount(row_dst, minlength=n)
         # Per-slice counts and maxima from the per-post-neuron ones: slices are runs of post neurons.
         cum = np.concatenate(([0], np.cumsum(idx.post_count)))
@@ -275,6 +305,18 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
                     ) -> tuple[list[tuple[int, int]], list[SliceUsage]]:
     pop = inet.populations[name]
     size = pop.size
+    convs = [i.proj.conv for i in incoming if i.proj is not None and i.proj.conv is not None]
+    for i in incoming:
+        if i.proj is not None and i.proj.conv is not None:
+            one = int(conv_slice_bytes(target, i.proj, np.array([0]), np.array([1]))[0])
+            if one > target.core.synapse_memory_bytes:
+                raise TargetError(
+                    f"projection {i.proj.pre!r} -> {name!r}: the kernel of one output channel of its "
+                    f"{i.proj.conv.describe()} ({i.proj.conv.kernel[0].size} weights) needs {one} bytes with its "
+                    f"header, over {target.name}'s {target.core.synapse_memory_bytes} bytes of synapse memory per "
+                    "core. Fix: fewer input channels per group (groups), a smaller kernel, or a target with more "
+                    "synapse memory per core")
+    split = _bounds if not convs else _channel_bounds(convs[0].out_shape)
     k = max(1, math.ceil(size / target.core.neurons))
     if pop.kind != "input" and incoming:
         whole = _usage(target, incoming, [(0, size)])[0]
@@ -282,7 +324,7 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
                 math.ceil(whole.fan_in / max(1, target.core.input_axons)))
         k = min(k, size)
     while True:
-        bounds = _bounds(size, k)
+        bounds = split(size, k)
         uses = _usage(target, incoming, bounds) if pop.kind != "input" else [SliceUsage(neurons=b - a)
                                                                             for a, b in bounds]
         worst = next(((u, o) for u in uses if (o := _check(u, target))), None)
@@ -299,6 +341,20 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
         # Grow in proportion to the worst overrun, at least by one slice.
         ratio = max(used / limit for u in uses for _, used, limit in _check(u, target))
         k = min(size, max(k + 1, int(math.ceil(k * min(ratio, 4.0)))))
+
+
+def _channel_bounds(shape: tuple[int, int, int]):
+    """Slices of a conv's output that are whole channel groups (k <= channels) or row bands of each channel:
+    a slice then needs the kernels of few channels and the input halo of a band."""
+    channels, per_channel = shape[0], shape[1] * shape[2]
+
+    def split(size: int, k: int) -> list[tuple[int, int]]:
+        if k <= channels:
+            return [(a * per_channel, b * per_channel) for a, b in _bounds(channels, k)]
+        bands = _bounds(per_channel, math.ceil(k / channels))
+        return [(c * per_channel + a, c * per_channel + b) for c in range(channels) for a, b in bands]
+
+    return split
 
 
 def _depth(inet: IntNetwork) -> dict[str, int]:
