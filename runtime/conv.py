@@ -49,6 +49,29 @@ class ConvEvents:
 
     def scatter(self, spikes: np.ndarray, binary: bool = False) -> np.ndarray | None:
         """The summed kernel mantissas over the whole output (n_out int64) for one step's input, unshifted."""
+        hits = self.hits(spikes, binary)
+        if hits is None:
+            return None
+        target, value = hits
+        self.events += int(np.count_nonzero(value))
+        # float64 sums of integers are exact below 2**53, far above any state width
+        return np.bincount(target, weights=value.astype(np.float64), minlength=self.conv.n_out).astype(np.int64)
+
+    def event_targets(self, spikes: np.ndarray) -> np.ndarray:
+        """The output neuron of every synaptic event of one step's spikes (a pool prefix pools first):
+        one per nonzero kernel weight a (pooled) input reaches, which is what every executor counts."""
+        if self.pool is not None:
+            pooled = self.pool.scatter(spikes)
+            if pooled is None:
+                return np.zeros(0, np.int64)
+            spikes = pooled
+        hits = self.hits(spikes)
+        if hits is None:
+            return np.zeros(0, np.int64)
+        return hits[0][hits[1] != 0]
+
+    def hits(self, spikes: np.ndarray, binary: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+        """(output neuron, weight x input value) of every kernel tap the step's input reaches."""
         active = np.flatnonzero(spikes)
         if active.size == 0:
             return None
@@ -82,7 +105,4 @@ class ConvEvents:
             values.append(weights.ravel())
         if not targets:
             return None
-        target, value = np.concatenate(targets), np.concatenate(values)
-        self.events += int(np.count_nonzero(value))
-        # float64 sums of integers are exact below 2**53, far above any state width
-        return np.bincount(target, weights=value.astype(np.float64), minlength=conv.n_out).astype(np.int64)
+        return np.concatenate(targets), np.concatenate(values)

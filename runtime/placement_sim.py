@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from ..compiler.ir import IntNetwork, Mapping, Role, Routing
 from ..compiler.targets.mesh import N_LINKS, step
+from .conv import ConvEvents
 from .simulator import SimResult, simulate_int
 
 
@@ -155,6 +156,15 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
         if sl.role != Role.DELAY:
             neuron_slices.setdefault(sl.population, []).append(k)
     for proj in inet.projections:
+        if proj.conv is not None:  # the kernel's events, as the executors scatter it (a pool prefix pools first)
+            dst_ks = neuron_slices[proj.post]
+            stops = np.asarray([slices[k].stop for k in dst_ks])
+            conv_events = ConvEvents(proj.conv)
+            for t, pre in enumerate(result.spikes[proj.pre]):
+                if pre.any():
+                    dst = np.searchsorted(stops, conv_events.event_targets(pre), side="right")
+                    events[t, dst_ks] += np.bincount(dst, minlength=len(dst_ks))
+            continue
         csr = proj.weights
         rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
         dst_ks = neuron_slices[proj.post]

@@ -317,6 +317,10 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
                     "core. Fix: fewer input channels per group (groups), a smaller kernel, or a target with more "
                     "synapse memory per core")
     split = _bounds if not convs else _channel_bounds(convs[0].out_shape)
+    if pop.kind == "input":
+        per_source = target.core.source_neurons or size
+        bounds = _bounds(size, math.ceil(size / per_source))
+        return bounds, [SliceUsage(neurons=b - a) for a, b in bounds]
     k = max(1, math.ceil(size / target.core.neurons))
     if pop.kind != "input" and incoming:
         whole = _usage(target, incoming, [(0, size)])[0]
@@ -403,8 +407,8 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
     for _ in range(16):
         changed = False
         for name in sorted(inet.populations, key=lambda n: -depth[n]):
-            if not outgoing[name]:
-                continue
+            if not outgoing[name] or (inet.populations[name].is_input and not target.core.source_neurons):
+                continue  # a host-fed source has no axon table of its own
             size = inet.populations[name].size
             while True:
                 bounds = bounds_of[name]
