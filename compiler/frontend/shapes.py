@@ -118,8 +118,7 @@ def broadcast_neuron_params(graph: Graph, params: Params, shapes: Shapes) -> Par
                     f"node {name!r} ({node.type}): {key} has {val.size} values for "
                     f"{n} neurons. Fix: one value, or one per neuron"
                 )
-            per_neuron[key] = np.broadcast_to(val.reshape(-1) if val.size > 1 else val,
-                                              (n,)).astype(np.float64).copy()
+            per_neuron[key] = np.broadcast_to(val.reshape(-1), (n,)).astype(np.float64).copy()
         out[name] = per_neuron
     return out
 

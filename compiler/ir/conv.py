@@ -179,10 +179,10 @@ class Conv:
 
 
 def is_pool(conv: Conv) -> bool:
-    """Depthwise with one kernel shared by every channel (what a pool is)."""
+    """Depthwise with one constant window for every channel (what a sum or average pool is)."""
     c_out, c_in_g = conv.kernel.shape[:2]
-    return conv.groups == c_out == conv.in_shape[0] and c_in_g == 1 and bool(
-        np.all(conv.kernel == conv.kernel[:1]))
+    return conv.groups == c_out == conv.in_shape[0] and c_in_g == 1 and conv.pool is None and bool(
+        np.all(conv.kernel == conv.kernel.reshape(-1)[0]))
 
 
 def merge(first: Conv, second: Conv) -> Conv | None:
