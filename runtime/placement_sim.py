@@ -149,6 +149,7 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
     spikes = {k: result.spikes[s.population][:, s.start:s.stop].astype(np.int64) for k, s in enumerate(slices)}
     per_step_spikes = {k: v.sum(axis=1) for k, v in spikes.items()}
     events = np.zeros((steps, len(slices)))
+    conv_events = np.zeros((steps, len(slices)))  # the part of `events` that conv kernels deliver
     # Synaptic events: a spike of neuron j at stage s lands on every synapse from j with
     # delay // slots == s in the destination slice, s x slots steps later.
     neuron_slices: dict[str, list[int]] = {}
@@ -159,11 +160,11 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
         if proj.conv is not None:  # the kernel's events, as the executors scatter it (a pool prefix pools first)
             dst_ks = neuron_slices[proj.post]
             stops = np.asarray([slices[k].stop for k in dst_ks])
-            conv_events = ConvEvents(proj.conv)
+            scatter = ConvEvents(proj.conv)
             for t, pre in enumerate(result.spikes[proj.pre]):
                 if pre.any():
-                    dst = np.searchsorted(stops, conv_events.event_targets(pre), side="right")
-                    events[t, dst_ks] += np.bincount(dst, minlength=len(dst_ks))
+                    dst = np.searchsorted(stops, scatter.event_targets(pre), side="right")
+                    conv_events[t, dst_ks] += np.bincount(dst, minlength=len(dst_ks))
             continue
         csr = proj.weights
         rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
@@ -177,6 +178,7 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
                                   shape=(csr.shape[1], len(dst_ks)))
             landed = _shift(np.asarray(pre_spikes @ counts), int(st) * slots)
             events[:, dst_ks] += landed
+    events += conv_events
     links: dict[tuple[tuple[int, int], int], np.ndarray] = {}
     hop_total = 0.0
     packets_total = 0.0
@@ -218,6 +220,9 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
         cores.append({
             "chip": s.chip, "core": s.core, "label": s.label, "role": s.role, "neurons": s.size,
             "events_per_step": float(events[:, k].mean()), "events_max": float(events[:, k].max()),
+            "conv_events_per_step": float(conv_events[:, k].mean()),
+            "kernel_bytes": int(usage[k].kernel_bytes) if usage is not None else
+            (mapping.image.kernel_bytes_by_population.get(s.population, 0) if mapping.image is not None else 0),
             "spikes_per_step": float(out_spikes.mean()), "time_per_step_s": float(t.mean()),
             "time_max_s": float(t.max()),
             "synapse_bytes": int(usage[k].synapse_bytes) if usage is not None else

@@ -58,6 +58,7 @@ class SliceUsage:
     neurons: int = 0
     synapses: int = 0
     synapse_bytes: int = 0
+    kernel_bytes: int = 0  # the part of synapse_bytes that is conv kernels (and their headers), stored once
     fan_in: int = 0  # input axons: distinct (source neuron, stage) rows
     out_axons: int = 0
     delay_slots: int = 0  # native delay slots used (max native delay + 1)
@@ -134,6 +135,7 @@ class MemoryImage:
     synapse_bytes: int  # bytes of rows, indices, weights and segments
     flash_by_population: dict[str, int] = field(default_factory=dict)  # incoming synapses + params
     ram_by_population: dict[str, int] = field(default_factory=dict)  # state, rings, spike lists
+    kernel_bytes_by_population: dict[str, int] = field(default_factory=dict)  # conv kernels (in flash), stored once
     encodings: list[dict] = field(default_factory=list)
     crc32: int = 0
     model_id: int = 0

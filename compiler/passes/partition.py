@@ -79,7 +79,9 @@ def slice_usage(inet: IntNetwork, target: Target, post: str, start: int, stop: i
         uniq, counts = np.unique(key, return_counts=True)
         use.synapses += hi - lo
         if proj.conv is not None:
-            use.synapse_bytes += int(conv_slice_bytes(target, proj, np.array([start]), np.array([stop]))[0])
+            kernel = int(conv_slice_bytes(target, proj, np.array([start]), np.array([stop]))[0])
+            use.synapse_bytes += kernel
+            use.kernel_bytes += kernel
         else:
             syn_bits, hdr_bits = _row_bits(target, proj)
             use.synapse_bytes += _bytes_for_rows(counts, syn_bits, hdr_bits, packed)
@@ -255,6 +257,7 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
     packed = target.encoding.synapse_word_bits == 0
     synapses = np.zeros(n, np.int64)
     nbytes = np.zeros(n, np.int64)
+    kernel_bytes = np.zeros(n, np.int64)
     fan_in = np.zeros(n, np.int64)
     slots_used = np.zeros(n, np.int64)
     stages = np.zeros(n, np.int64)
@@ -275,7 +278,9 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
         row_bytes = np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
         row_dst = d_sorted[starts]
         if idx.proj is not None and idx.proj.conv is not None:  # the kernel once, not rows
-            nbytes += conv_slice_bytes(target, idx.proj, starts_of, stops_of)
+            kernel = conv_slice_bytes(target, idx.proj, starts_of, stops_of)
+            nbytes += kernel
+            kernel_bytes += kernel
         else:
             nbytes += np.bincount(row_dst, weights=row_bytes, minlength=n).astype(np.int64)
         fan_in += np.bincount(row_dst, minlength=n)
@@ -285,7 +290,8 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
         np.maximum(slots_used, np.maximum.reduceat(idx.post_slots, starts_of), out=slots_used)
         np.maximum(stages, np.maximum.reduceat(idx.post_stage, starts_of), out=stages)
     return [SliceUsage(neurons=b - a, synapses=int(synapses[k]), synapse_bytes=int(nbytes[k]),
-                       fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]), delay_stages=int(stages[k]))
+                       kernel_bytes=int(kernel_bytes[k]), fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]),
+                       delay_stages=int(stages[k]))
             for k, (a, b) in enumerate(bounds)]
 
 
