@@ -5,6 +5,9 @@
   per synapse (106,496 synapses), as NIR expresses per-synapse delays: parallel Delay -> Linear
   branches.
 * `nmnist_cnn_graph`: the NIR paper's N-MNIST CNN (Pedersen et al. 2024, §3 of the same file).
+* `dvs_gesture_cnn_graph`: the NeuroBench DVS-gesture example CNN (32x32x2 input, as Massa et al. 2020
+  downsampled to): NeuroBench/neurobench examples/dvs_gesture/snn.py (commit e521c28), its max pools as
+  average pools of the same window (NIR 1.0 has no max pool).
 * `random_network`: a float Network built directly (no dense NIR matrices), for scaling runs.
 """
 
@@ -79,6 +82,50 @@ def nmnist_cnn_graph(seed: int = 0):
     }
     chain = ["input", "conv1", "if1", "conv2", "if2", "pool2", "conv3", "if3", "pool3", "flat", "fc1", "if4",
              "fc2", "if5", "output"]
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
+
+
+# NeuroBench examples/dvs_gesture/snn.py (e521c28): the trained snnTorch Leaky betas and thresholds.
+DVS_GESTURE_BETAS = (0.9999903192467171, 0.7291118090686332, 0.9364650136740154, 0.8348241794080301)
+DVS_GESTURE_THRESHOLDS = (3.511291184386264, 3.494437965584431, 1.5986853560315544, 0.3641469130041378)
+
+
+def dvs_gesture_cnn_graph(seed: int = 0, dt: float = 1e-3):
+    """NeuroBench's DVS-gesture CNN: three (5x5 'same' conv -> 2x2 pool -> LIF) stages of 16, 32, 64 channels on
+    a 2x32x32 input, then Linear(64*4*4 -> 11) -> LIF. Weights are seeded random (the trained ones are a
+    torch checkpoint); betas and thresholds are the published ones, as snnTorch exports them (tau =
+    dt / (1 - beta), r = tau / dt, so Euler at dt gives v = beta v + I)."""
+    import nir
+
+    rng = np.random.default_rng(seed)
+
+    def lif(shape: tuple[int, ...], beta: float, threshold: float):
+        tau = dt / (1.0 - beta)
+        return nir.LIF(tau=np.full(shape, tau), r=np.full(shape, tau / dt), v_leak=np.zeros(shape),
+                       v_threshold=np.full(shape, threshold), v_reset=np.zeros(shape))
+
+    def conv(c_out: int, c_in: int, hw: int, gain: float):
+        w = rng.normal(0, gain / np.sqrt(c_in * 25), (c_out, c_in, 5, 5))
+        return nir.Conv2d(input_shape=(hw, hw), weight=w, stride=1, padding=2, dilation=1, groups=1,
+                          bias=rng.normal(0, 0.01, c_out))
+
+    def pool():
+        return nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+
+    nodes = {"input": nir.Input(input_type={"input": np.array([2, 32, 32])})}
+    chain = ["input"]
+    channels, hw = [2, 16, 32, 64], 32
+    for k in range(3):
+        nodes[f"conv{k + 1}"] = conv(channels[k + 1], channels[k], hw, 12.0)
+        nodes[f"pool{k + 1}"] = pool()
+        hw //= 2
+        nodes[f"lif{k + 1}"] = lif((channels[k + 1], hw, hw), DVS_GESTURE_BETAS[k], DVS_GESTURE_THRESHOLDS[k])
+        chain += [f"conv{k + 1}", f"pool{k + 1}", f"lif{k + 1}"]
+    nodes["flat"] = nir.Flatten(input_type={"input": np.array([64, 4, 4])}, start_dim=0, end_dim=-1)
+    nodes["linear1"] = nir.Affine(weight=rng.normal(0, 2.0 / np.sqrt(1024), (11, 1024)), bias=np.zeros(11))
+    nodes["lif4"] = lif((11,), DVS_GESTURE_BETAS[3], DVS_GESTURE_THRESHOLDS[3])
+    nodes["output"] = nir.Output(output_type={"output": np.array([11])})
+    chain += ["flat", "linear1", "lif4", "output"]
     return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)), type_check=False)
 
 
