@@ -1,9 +1,12 @@
 """Event-driven convolution: each input spike scatters the shared kernel; no unrolled matrix exists.
 
-Per step and per kernel tap (i, j), the spikes whose position maps onto an output position through
-that tap (y + py - i*dy divisible by sy and in range, the same for x) add kernel[:, ci, i, j] of their
-group's output channels there. The sum over a step is exactly the unrolled projection's (integer
-mantissas summed, then the weight exponent's shift), so it is bit-exact with `Conv.unrolled()`.
+A table built once per projection lists, for every input position (y, x) of the map, the kernel taps
+(i, j) that carry it onto an output position (y + py - i*dy divisible by sy and in range, the same for
+x) and that output position: the same for every channel, so it is H*W*taps entries, not a matrix. Per
+step, each spike gathers its position's entries and adds kernel[:, ci, i, j] of its group's output
+channels there, in a fixed number of numpy calls whatever the kernel size. The sum over a step is
+exactly the unrolled projection's (integer mantissas summed, then the weight exponent's shift), so it
+is bit-exact with `Conv.unrolled()`.
 The reference simulator and the SpiNNaker table executor both use it.
 """
 
@@ -30,8 +33,29 @@ class ConvEvents:
         self.n_post = self.out_stop - self.out_start
         self.n_delays = 1
         self.events = 0  # synaptic events delivered so far (nonzero kernel weights reached by a spike)
+        self._build_table()
+
+    def _build_table(self) -> None:
+        conv = self.conv
         c_out, c_in_g, kh, kw = conv.kernel.shape
-        self.taps = [(i, j) for i in range(kh) for j in range(kw) if np.any(conv.kernel[:, :, i, j])]
+        _, h_in, w_in = conv.in_shape
+        _, h_out, w_out = conv.out_shape
+        (sy, sx), (py, px), (dy, dx) = conv.stride, conv.padding, conv.dilation
+        # One entry per (input position, tap) that lands on an output position; taps all-zero in the kernel skipped.
+        live = np.flatnonzero(np.any(conv.kernel != 0, axis=(0, 1)).reshape(-1))
+        i, j = np.divmod(live, kw)
+        y, x = np.divmod(np.arange(h_in * w_in), w_in)
+        ny = y[:, None] + py - (i * dy)[None, :]
+        nx = x[:, None] + px - (j * dx)[None, :]
+        ok = (ny >= 0) & (nx >= 0) & (ny % sy == 0) & (nx % sx == 0) & (ny // sy < h_out) & (nx // sx < w_out)
+        position, which = np.nonzero(ok)  # row-major: grouped by input position
+        self.table_indptr = np.searchsorted(position, np.arange(h_in * w_in + 1)).astype(np.int64)
+        self.table_tap = live[which]
+        self.table_out = ((ny // sy) * w_out + nx // sx)[position, which].astype(np.int64)
+        groups = conv.groups
+        # (groups, C_in per group, taps, C_out per group): one row of out-channel weights per (group, ci, tap)
+        self.weights_by_tap = np.ascontiguousarray(
+            self.kernel.reshape(groups, conv.out_per_group, c_in_g, kh * kw).transpose(0, 2, 3, 1))
         self.out_channels = np.arange(conv.out_per_group)
 
     def accumulate(self, spikes: np.ndarray, binary: bool = False) -> np.ndarray | None:
@@ -77,32 +101,20 @@ class ConvEvents:
             return None
         counts = None if binary else np.asarray(spikes)[active].astype(np.int64)
         conv = self.conv
-        c_in, h_in, w_in = conv.in_shape
-        c_out, h_out, w_out = conv.out_shape
-        sy, sx = conv.stride
-        py, px = conv.padding
-        dy, dx = conv.dilation
-        ci, rem = np.divmod(active, h_in * w_in)
-        y, x = np.divmod(rem, w_in)
-        group = ci // conv.in_per_group
-        ci_local = ci - group * conv.in_per_group
-        first_out = group * conv.out_per_group
-        targets: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        for i, j in self.taps:
-            ny = y + py - i * dy
-            nx = x + px - j * dx
-            ok = (ny >= 0) & (nx >= 0) & (ny % sy == 0) & (nx % sx == 0)
-            yo, xo = ny // sy, nx // sx
-            ok &= (yo < h_out) & (xo < w_out)
-            if not ok.any():
-                continue
-            co = first_out[ok, None] + self.out_channels[None, :]  # (valid spikes, out channels of the group)
-            weights = self.kernel[co, ci_local[ok, None], i, j]
-            if counts is not None:
-                weights = weights * counts[ok, None]
-            targets.append(((co * h_out + yo[ok, None]) * w_out + xo[ok, None]).ravel())
-            values.append(weights.ravel())
-        if not targets:
+        _, h_in, w_in = conv.in_shape
+        n_pos_out = conv.out_shape[1] * conv.out_shape[2]
+        ci, position = np.divmod(active, h_in * w_in)
+        starts = self.table_indptr[position]
+        lengths = self.table_indptr[position + 1] - starts
+        total = int(lengths.sum())
+        if total == 0:
             return None
-        return np.concatenate(targets), np.concatenate(values)
+        spike = np.repeat(np.arange(active.size), lengths)
+        entry = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(total)
+        group, ci_local = np.divmod(ci[spike], conv.in_per_group)
+        weights = self.weights_by_tap[group, ci_local, self.table_tap[entry]]  # (entries, C_out per group)
+        if counts is not None:
+            weights = weights * counts[spike, None]
+        co = group[:, None] * conv.out_per_group + self.out_channels[None, :]
+        target = co * n_pos_out + self.table_out[entry][:, None]
+        return target.ravel(), weights.ravel()

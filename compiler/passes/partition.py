@@ -322,7 +322,7 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
                     f"header, over {target.name}'s {target.core.synapse_memory_bytes} bytes of synapse memory per "
                     "core. Fix: fewer input channels per group (groups), a smaller kernel, or a target with more "
                     "synapse memory per core")
-    split = _bounds if not convs else _channel_bounds(convs[0].out_shape)
+    split = _bounds if not convs else _channel_bounds(convs[0].out_shape, target.core.neurons)
     if pop.kind == "input":
         per_source = target.core.source_neurons or size
         bounds = _bounds(size, math.ceil(size / per_source))
@@ -353,16 +353,18 @@ def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[
         k = min(size, max(k + 1, int(math.ceil(k * min(ratio, 4.0)))))
 
 
-def _channel_bounds(shape: tuple[int, int, int]):
-    """Slices of a conv's output that are whole channel groups (k <= channels) or row bands of each channel:
-    a slice then needs the kernels of few channels and the input halo of a band."""
+def _channel_bounds(shape: tuple[int, int, int], max_neurons: int):
+    """Slices of a conv's output that are whole channel groups when that costs no core (each slice then
+    holds the kernels of its own channels only); else even contiguous runs (a run spanning part of two
+    channels holds both kernels: `conv_slice_bytes` counts them)."""
     channels, per_channel = shape[0], shape[1] * shape[2]
 
     def split(size: int, k: int) -> list[tuple[int, int]]:
         if k <= channels:
-            return [(a * per_channel, b * per_channel) for a, b in _bounds(channels, k)]
-        bands = _bounds(per_channel, math.ceil(k / channels))
-        return [(c * per_channel + a, c * per_channel + b) for c in range(channels) for a, b in bands]
+            grouped = [(a * per_channel, b * per_channel) for a, b in _bounds(channels, k)]
+            if max(b - a for a, b in grouped) <= max_neurons:
+                return grouped
+        return _bounds(size, k)
 
     return split
 
