@@ -13,14 +13,18 @@ import numpy as np
 from .compiler.backend import backend_for
 from .compiler.errors import ArtifactError, InputError, TargetError
 from .compiler.ir import NETWORK_FILE, Mapping, Network, load_int_network
+from .compiler.passes.lower import lower
 from .compiler.pipeline import compile_network, to_integer
 from .compiler.targets.target import Target
 from .runtime.report import (
     PopulationAgreement,
+    WeightQuantization,
     agreement_text,
     argmax_agree,
     compare_runs,
     output_scores,
+    weight_quantization,
+    weights_text,
 )
 from .runtime.simulator import SimResult, simulate_float, simulate_int
 
@@ -63,19 +67,22 @@ class QuantizationReport:
     argmax: dict[str, bool]
     float_run: SimResult = field(repr=False)
     int_run: SimResult = field(repr=False)
+    weights: list[WeightQuantization] = field(default_factory=list)  # per projection: conv kernels and rows
 
     def text(self) -> str:
-        return f"quantization report for {self.target}\n" + agreement_text(self.populations, self.argmax)
+        return (f"quantization report for {self.target}\n" + agreement_text(self.populations, self.argmax)
+                + "\n\n" + weights_text(self.weights))
 
 
 def quantization_report(net: Network, target: Target | str, raster: np.ndarray) -> QuantizationReport:
     """Float (hardware timing) vs integer runs of the same input, per population."""
     inet = to_integer(net, target)
+    weights = weight_quantization(lower(net), inet)
     f = simulate_float(net, raster, latency="hardware")
     i = simulate_int(inet, raster)
     fs, is_ = output_scores(net, inet, f, integer=False), output_scores(net, inet, i, integer=True)
     argmax = {k: argmax_agree(fs[k], is_[k]) for k in fs}
-    return QuantizationReport(inet.target, compare_runs(net, inet, f, i), argmax, f, i)
+    return QuantizationReport(inet.target, compare_runs(net, inet, f, i), argmax, f, i, weights)
 
 
 @dataclass

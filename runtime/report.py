@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler.ir import INPUT, IntNetwork, Network
+from ..compiler.ir import INPUT, IntNetwork, LoweredNetwork, Network
 from .simulator import SimResult
 
 
@@ -113,6 +113,51 @@ def argmax_agree(a: np.ndarray, b: np.ndarray) -> bool:
     if np.all(a == a[0]) and np.all(b == b[0]):
         return True
     return int(np.argmax(a)) == int(np.argmax(b))
+
+
+@dataclass
+class WeightQuantization:
+    """How one projection's stored weights (a conv's kernel, or the sparse rows) survived quantization."""
+
+    pre: str
+    post: str
+    kind: str  # the conv's label, or "sparse"
+    stored: int  # weights stored: kernel entries, or synapses
+    weight_exp: int
+    mantissa_peak: int
+    rel_rms_error: float  # rms(m 2^e / vth - w) / rms(w), in threshold units
+
+
+def weight_quantization(lnet: LoweredNetwork, inet: IntNetwork) -> list[WeightQuantization]:
+    """Per integer projection, its weights against the lowered (float, threshold-unit) ones."""
+    lowered = {}
+    for proj in lnet.projections:
+        lowered.setdefault((proj.pre, proj.post), proj)
+    rows = []
+    for proj in inet.projections:
+        low = lowered.get((proj.pre, proj.post))
+        if low is None or (proj.conv is None) != (low.conv is None):
+            continue
+        if proj.conv is not None:
+            want, mant = np.asarray(low.conv.kernel, float).ravel(), np.asarray(proj.conv.kernel).ravel()
+        elif low.weights.shape == proj.weights.shape and low.weights.nnz == proj.weights.nnz:
+            want, mant = np.asarray(low.weights.data, float), np.asarray(proj.weights.data)
+        else:  # zero mantissas were dropped: compare on the lowered pattern
+            want = np.asarray(low.weights.data, float)
+            mant = np.asarray(proj.weights[low.weights.nonzero()]).ravel()
+        got = mant.astype(float) * 2.0 ** proj.weight_exp / inet.populations[proj.post].vth
+        rms = float(np.sqrt(np.mean(want ** 2))) if want.size else 0.0
+        err = float(np.sqrt(np.mean((got - want) ** 2))) / rms if rms else 0.0
+        rows.append(WeightQuantization(proj.pre, proj.post, proj.conv.label if proj.conv is not None else "sparse",
+                                       int(mant.size), proj.weight_exp,
+                                       int(np.abs(mant).max()) if mant.size else 0, err))
+    return rows
+
+
+def weights_text(rows: list[WeightQuantization]) -> str:
+    return table(["pre", "post", "kind", "stored weights", "exponent", "mantissa peak", "rel. rms error"],
+                 [[r.pre, r.post, r.kind, r.stored, r.weight_exp, r.mantissa_peak, f"{100 * r.rel_rms_error:.2f}%"]
+                  for r in rows])
 
 
 def agreement_text(rows: list[PopulationAgreement], argmax: dict[str, bool]) -> str:
