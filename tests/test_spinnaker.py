@@ -14,6 +14,7 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import nir
 import numpy as np
@@ -54,6 +55,46 @@ def tiled(x: np.ndarray, steps: int = MIN_STEPS) -> np.ndarray:
     return np.concatenate([x] * reps)[: max(steps, x.shape[0])]
 
 
+def expected_events(mapping: Mapping, spikes: dict[str, np.ndarray], steps: int) -> dict[str, int]:
+    """Per neuron slice, the synaptic events the arithmetic implies: a row word is one event per packet
+    (stage s packets leave s x slots steps late); a conv weight is one per (spike, or nonzero pooled position
+    when the conv has a pool prefix, whose sums are not synapses) x nonzero weight into the slice."""
+    slots = mapping.target.core.delay_slots
+    out: dict[str, int] = {}
+    for s in mapping.slices:
+        if s.role != Role.NEURONS:
+            continue
+        count = 0
+        for proj in mapping.network.incoming(s.population):
+            fired = spikes[proj.pre] != 0
+            conv = proj.conv
+            if conv is not None and conv.pool is not None:
+                pooled = (fired.astype(np.int64) @ conv.pool.as_conv(conv.in_shape).unrolled().T) > 0
+                count += int(pooled.sum(axis=0)[conv.stage().unrolled()[s.start:s.stop].indices].sum())
+                continue
+            w = proj.weights
+            cols = w.indices[w.indptr[s.start]:w.indptr[s.stop]]
+            stage_of = proj.delays[w.indptr[s.start]:w.indptr[s.stop]] // slots
+            for st in np.unique(stage_of).tolist():
+                count += int(fired[:max(0, steps - st * slots)].sum(axis=0)[cols[stage_of == st]].sum())
+        out[s.label] = count
+    return out
+
+
+def check_events(mapping: Mapping, got: ExecResult, ref: Any, report: Any) -> None:
+    """Synaptic events per neuron core: the executor's == what the arithmetic implies == the placement
+    simulator's replay."""
+    events = expected_events(mapping, ref.spikes, ref.steps)
+    for core in report.cores:
+        if core["role"] != "neurons":
+            continue
+        have = got.events[(tuple(core["chip"]), core["core"])]
+        assert have == events[core["label"]], (core["label"], have, events[core["label"]])
+        placed = core["events_per_step"] * ref.steps
+        assert abs(placed - have) <= 1e-6 * max(1.0, placed), (core["label"], placed, have)
+    assert got.synaptic_events == sum(events.values())
+
+
 def check(mapping: Mapping, raster: np.ndarray, out: Path, multi_chip: bool = False) -> ExecResult:
     """Emit, run the tables, and compare spikes with simulate_int and link packets with simulate_placement."""
     emit(mapping, out)
@@ -75,10 +116,7 @@ def check(mapping: Mapping, raster: np.ndarray, out: Path, multi_chip: bool = Fa
     for link in set(report.links) | set(got.link_packets):
         want, have = report.links.get(link, zero), got.link_packets.get(link, zero)
         assert np.array_equal(want, have), f"link {link}: placement_sim {want.sum()}, executor {have.sum()} packets"
-    for core in report.cores:  # synaptic events per core: the executor's rows vs the replay's synapse counts
-        if core["role"] == "neurons":
-            want = core["events_per_step"] * ref.steps
-            assert abs(got.events[(tuple(core["chip"]), core["core"])] - want) <= 1e-6 * max(1.0, want), core["label"]
+    check_events(mapping, got, ref, report)
     if multi_chip:
         assert len({s.chip for s in mapping.slices}) > 1
         assert sum(int(v.sum()) for v in got.link_packets.values()) > 0, "no packet crossed a chip link"
@@ -467,15 +505,18 @@ def test_changed_widths_bit_exact(tmp_path: Path) -> None:
     assert any((other.spikes[n] != got.spikes[n]).any() for n in lifs)
 
 
-def test_version_1_tables_are_refused_by_name(emitted, tmp_path: Path) -> None:
-    """Tables of format version 1 (neurons.bin without the widths) are refused, saying to compile again."""
+@pytest.mark.parametrize(("version", "lacks"), [(1, "neurons.bin without decay_bits"), (2, "no conv.bin")])
+def test_older_tables_are_refused_by_name(emitted, version: int, lacks: str, tmp_path: Path) -> None:
+    """Tables of format version 1 (neurons.bin without the widths) or 2 (conv projections as rows) are refused,
+    naming the file, the version found and expected, and saying to compile again."""
     _, out, raster = emitted
     old = _copy(out, tmp_path / "old")
     rel = _first_of_kind(old, "neurons")
     data = bytearray((old / rel).read_bytes())
-    struct.pack_into("<H", data, 4, 1)
+    struct.pack_into("<H", data, 4, version)
     (old / rel).write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match=rf"{rel}: byte offset 4: format version 1, expected 2.*ompile again"):
+    with pytest.raises(ArtifactError, match=rf"{rel}: byte offset 4: format version {version} \(.*{lacks}.*\), "
+                                            r"expected 3\. Fix: compile again"):
         run(old, raster)
 
 

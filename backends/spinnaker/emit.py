@@ -5,13 +5,16 @@ Per chip: the compressed multicast routing table. Per core, by role:
 * neurons: `neurons.bin` (integer CUBA-LIF parameters and initial state), `poptable.bin` (master
   population table + address list, sorted by key for binary search as sPyNNaker's
   population_table_binary_search_impl.c) and `synapses.bin` (synapse-type table, row pointers,
-  packed 32-bit synaptic words as sPyNNaker's synapse_row.h: weight | delay | type | index);
+  packed 32-bit synaptic words as sPyNNaker's synapse_row.h: weight | delay | type | index), and,
+  when conv projections enter it, `conv.bin` (per conv projection a shape header, the key blocks it
+  listens to, and the kernel of the output channels the core holds, stored once: local-only convolution
+  in the spirit of sPyNNaker's ConvolutionConnector);
 * source (an input population): `source.bin`, input channel -> multicast key;
 * delay (a delay extension): `delay.bin`, which source neurons to re-send at which stage, under
   which key.
 
 Plus machine.bin, the IntNetwork (network.npz, for `verify`'s reference run) and manifest.json.
-The synaptic word layout, poptable.bin and synapses.bin are packed in synapses.py.
+The synaptic word layout, poptable.bin and synapses.bin are packed in synapses.py, conv.bin in conv.py.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ...compiler.ir import (
 from ...compiler.targets.mesh import N_LINKS
 from ...compiler.targets.target import FORMAT_BOUNDS, NumericFormat, Target
 from ..output_dir import write_atomically
+from .conv import ConvFileInfo, conv_table
 from .format import (
     FILE_OF_KIND,
     FORMAT_VERSION,
@@ -215,7 +219,8 @@ def _dtcm_estimate(kind_sizes: dict[str, int], s: Slice, info: CoreFiles | None,
     if s.role == Role.NEURONS:
         ring = (lay.delay_slots + 1) * s.size * RING_ENTRY_BYTES
         dma = 2 * 4 * (info.max_row_words if info else 0)  # a double-buffered row fetch from SDRAM
-        return payload["neurons"] + payload["poptable"] + ring + dma
+        # conv.bin is copied into DTCM whole, as sPyNNaker's local-only connectors are (spin1_memcpy at init)
+        return payload["neurons"] + payload["poptable"] + payload.get("conv", 0) + ring + dma
     if s.role == Role.DELAY:
         return payload["delay"] + (delay_stages * lay.delay_slots + 1) * s.size  # u8 spike counters per slot
     return payload.get("source", 0)
@@ -243,19 +248,26 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
                       "chip": list(chip) if chip is not None else None, "core": core})
 
     seen: set[tuple[tuple[int, int], int]] = set()
-    matrix_bytes = poptable_bytes = n_syn = 0
+    matrix_bytes = poptable_bytes = n_syn = conv_bytes = conv_conn = conv_weights = 0
     for k, s in enumerate(ctx.slices):
         if (s.chip, s.core) in seen:
             raise ArtifactError(f"{s.label}: core {s.core} of chip {s.chip} holds two slices. Fix: place again")
         seen.add((s.chip, s.core))
         out: dict[str, bytes] = {}
         info: CoreFiles | None = None
+        cinfo: ConvFileInfo | None = None
         if s.role == Role.NEURONS:
             out["neurons"] = _neurons_file(ctx, k)
             out["poptable"], out["synapses"], info = synapse_tables(ctx, k)
             matrix_bytes += len(out["synapses"])
             poptable_bytes += len(out["poptable"])
             n_syn += info.synapses
+            conv = conv_table(ctx, k)
+            if conv is not None:
+                out["conv"], cinfo = conv
+                conv_bytes += len(out["conv"])
+                conv_conn += cinfo.connections
+                conv_weights += cinfo.kernel_weights
         elif s.role == Role.SOURCE:
             out["source"] = _source_file(ctx, k)
         elif s.role == Role.DELAY:
@@ -278,6 +290,9 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
         }
         if info is not None:
             entry.update(synapses=info.synapses, rows=info.rows, words=info.words, max_row_words=info.max_row_words)
+        if cinfo is not None:
+            entry.update(conv_bytes=sizes["conv"], conv_records=cinfo.records, conv_kernel_weights=cinfo.kernel_weights,
+                         conv_connections=cinfo.connections)
         over = [what for what, used, limit in (("dtcm", dtcm, dtcm_budget),
                                                 ("synapse memory", matrix, target.core.synapse_memory_bytes))
                 if limit is not None and used > limit]
@@ -322,6 +337,9 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
             "synapses": n_syn, "synapses_bytes": matrix_bytes, "poptable_bytes": poptable_bytes,
             "bytes_per_synapse": matrix_bytes / n_syn if n_syn else 0.0,
             "bytes_per_synapse_with_poptable": (matrix_bytes + poptable_bytes) / n_syn if n_syn else 0.0,
+            # conv projections: conv.bin files (whole, header included) per unrolled connection they stand for
+            "conv_connections": conv_conn, "conv_bytes": conv_bytes, "conv_kernel_weights": conv_weights,
+            "conv_bytes_per_connection": conv_bytes / conv_conn if conv_conn else 0.0,
         },
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=manifest_default) + "\n")

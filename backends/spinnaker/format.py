@@ -24,7 +24,12 @@ import numpy as np
 
 from ...compiler.errors import ArtifactError
 
-FORMAT_VERSION = 2  # 2: neurons.bin carries decay_bits and both shifts of the format (1 implied Loihi's)
+# 3: conv projections travel as conv.bin (shape header + kernel once per core), not synaptic rows.
+# 2: neurons.bin carries decay_bits and both shifts of the format (1 implied Loihi's).
+FORMAT_VERSION = 3
+# What each older version lacks, for the refusal message (docs/spinnaker-format.md "Every binary file").
+OLD_VERSIONS = {1: "neurons.bin without decay_bits and threshold_shift",
+                2: "conv projections as synaptic rows, no conv.bin"}
 HEADER = struct.Struct("<4sHHII")
 HEADER_BYTES = HEADER.size  # 16
 
@@ -35,14 +40,15 @@ MAGIC_POPTABLE = b"NCPT"
 MAGIC_SYNAPSES = b"NCSY"
 MAGIC_DELAY = b"NCDX"
 MAGIC_SOURCE = b"NCSS"
+MAGIC_CONV = b"NCCV"
 
 KIND_OF_MAGIC = {
     MAGIC_MACHINE: "machine", MAGIC_ROUTING: "routing", MAGIC_NEURONS: "neurons", MAGIC_POPTABLE: "poptable",
-    MAGIC_SYNAPSES: "synapses", MAGIC_DELAY: "delay", MAGIC_SOURCE: "source",
+    MAGIC_SYNAPSES: "synapses", MAGIC_DELAY: "delay", MAGIC_SOURCE: "source", MAGIC_CONV: "conv",
 }
 MAGIC_OF_KIND = {kind: magic for magic, kind in KIND_OF_MAGIC.items()}
 FILE_OF_KIND = {"neurons": "neurons.bin", "poptable": "poptable.bin", "synapses": "synapses.bin",
-                "delay": "delay.bin", "source": "source.bin"}
+                "delay": "delay.bin", "source": "source.bin", "conv": "conv.bin"}
 
 MACHINE_FILE = "machine.bin"
 MANIFEST = "manifest.json"
@@ -152,7 +158,8 @@ def check_file(data: bytes, label: str, magic: bytes) -> Reader:
         raise ArtifactError(f"{label}: byte offset 0: magic {got_magic!r}, expected {magic!r} "
                             f"({KIND_OF_MAGIC[magic]} file). Fix: compile again")
     if version != FORMAT_VERSION:
-        raise ArtifactError(f"{label}: byte offset 4: format version {version}, expected {FORMAT_VERSION}. "
+        old = f" ({OLD_VERSIONS[version]})" if version in OLD_VERSIONS else ""
+        raise ArtifactError(f"{label}: byte offset 4: format version {version}{old}, expected {FORMAT_VERSION}. "
                             "Fix: compile again with this neurocc")
     if reserved != 0:
         raise ArtifactError(f"{label}: byte offset 6: reserved field {reserved}, expected 0. Fix: compile again")

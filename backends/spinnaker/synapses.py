@@ -1,6 +1,7 @@
-"""Pack one neuron core's synaptic input: the 32-bit synaptic word layout (Layout, as sPyNNaker's
-synapse_row.h: weight | delay | type | index), its poptable.bin (master population table + address list,
-sorted by key for binary search) and its synapses.bin (synapse-type table, row pointers, words)."""
+"""Pack one neuron core's synaptic input but its conv projections (those are conv.py's conv.bin): the
+32-bit synaptic word layout (Layout, as sPyNNaker's synapse_row.h: weight | delay | type | index), its
+poptable.bin (master population table + address list, sorted by key for binary search) and its
+synapses.bin (synapse-type table, row pointers, words)."""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ class CoreFiles:
     dtcm_bytes: int = 0
 
 
-def _weight_field(m: np.ndarray, mode: int, bits: int, where: str) -> np.ndarray:
+def weight_field(m: np.ndarray, mode: int, bits: int, where: str) -> np.ndarray:
+    """The `bits`-wide weight fields of mantissas `m` in weight mode `mode` (rows and conv kernels alike)."""
     if mode == MODE_POSITIVE:
         field = m
     elif mode == MODE_NEGATIVE:
@@ -103,7 +105,8 @@ def _weight_field(m: np.ndarray, mode: int, bits: int, where: str) -> np.ndarray
     return field
 
 
-def _mode_of(data: np.ndarray) -> int:
+def mode_of(data: np.ndarray) -> int:
+    """The weight mode that carries these mantissas: positive, negative, or signed halves."""
     if data.size == 0 or data.min() >= 0:
         return MODE_POSITIVE
     if data.max() <= 0:
@@ -117,7 +120,8 @@ def synapse_tables(ctx: _Context, k: int) -> tuple[bytes, bytes, CoreFiles]:
     lay = ctx.layout
     slots = lay.delay_slots
     inet = ctx.inet
-    incoming = [(j, p) for j, p in enumerate(inet.projections) if p.post == s.population]
+    # conv projections travel as conv.bin (conv.py), never as rows
+    incoming = [(j, p) for j, p in enumerate(inet.projections) if p.post == s.population and p.conv is None]
     # Type table: incoming projections grouped by pre population, so the types a block uses are contiguous.
     incoming.sort(key=lambda jp: (ctx.pop_order[jp[1].pre], jp[0]))
     if len(incoming) > 0xFFFF:
@@ -127,7 +131,7 @@ def synapse_tables(ctx: _Context, k: int) -> tuple[bytes, bytes, CoreFiles]:
     for t, (j, proj) in enumerate(incoming):
         w = proj.weights
         lo, hi = int(w.indptr[s.start]), int(w.indptr[s.stop])
-        mode = _mode_of(w.data)
+        mode = mode_of(w.data)
         types.append((proj.weight_exp, mode, j))
         if hi == lo:
             continue
@@ -135,7 +139,7 @@ def synapse_tables(ctx: _Context, k: int) -> tuple[bytes, bytes, CoreFiles]:
         m = w.data[lo:hi].astype(np.int64)
         cols_all.append(w.indices[lo:hi].astype(np.int64))
         post_all.append(np.repeat(np.arange(s.size, dtype=np.int64), np.diff(w.indptr[s.start:s.stop + 1])))
-        field_all.append(_weight_field(m, mode, lay.weight_bits, where))
+        field_all.append(weight_field(m, mode, lay.weight_bits, where))
         type_all.append(np.full(hi - lo, t, np.int64))
         d = proj.delays[lo:hi].astype(np.int64)
         stage_all.append(d // slots)

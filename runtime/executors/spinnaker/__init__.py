@@ -1,4 +1,5 @@
-"""Run emitted SpiNNaker tables, and nothing else: routers, master population tables, synaptic rows.
+"""Run emitted SpiNNaker tables, and nothing else: routers, master population tables, synaptic rows,
+local-only conv tables.
 
 The executor reads only the files `backends/spinnaker.emit` wrote (manifest.json for the file
 list, then the binary tables of docs/spinnaker-format.md); never the Mapping or the Network.
@@ -16,12 +17,15 @@ Each step, in this order:
    neuron from its synaptic matrix, and adds each word's weight into its delay ring buffer. As in
    Lava, a projection's weight exponent shifts the *sum* of one send step's weights per (post
    neuron, delay), so sums are kept per (synapse type, stage, delay) until the step's packets are in.
+   Packets a conv record (conv.bin) listens to are scattered through its kernel instead, summed and
+   shifted per record; a core may hold both, and one packet may feed both.
 
 Tables are static, so the cores a (source chip, key) reaches and the links it crosses are traced
 once and cached; a step is then a handful of numpy operations over all of its packets.
 
 Modules: files (one record and checked parser per file kind), machine (load and cross-check an output),
-trace (multicast routes, traced once), runner (the step loop and `run`).
+trace (multicast routes, traced once), runner (the step loop and `run`), conv (conv.bin records and their
+scatter).
 """
 
 from .files import LINK_NAMES, LINK_VECTORS, N_LINKS, Chip, CoreId

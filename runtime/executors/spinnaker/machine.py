@@ -15,6 +15,7 @@ from ....backends.spinnaker.format import (
     FILE_OF_KIND,
     HEADER_BYTES,
     MACHINE_FILE,
+    MAGIC_CONV,
     MAGIC_DELAY,
     MAGIC_MACHINE,
     MAGIC_NEURONS,
@@ -30,6 +31,7 @@ from ....backends.spinnaker.format import (
     routing_path,
 )
 from ....compiler.errors import ArtifactError
+from .conv import ConvRecord, parse_conv
 from .files import (
     N_LINKS,
     Chip,
@@ -109,24 +111,27 @@ class Machine:
             raise ArtifactError(f"{manifest_path}: lists {len(self.tables)} routing tables and {len(core_kinds)} "
                                 f"cores, {MACHINE_FILE} says {n_tables} and {n_cores}. Fix: compile again")
         self.neurons: dict[CoreId, tuple[Neurons, PopTable, Synapses]] = {}
+        self.convs: dict[CoreId, list[ConvRecord]] = {}  # neuron cores with a conv.bin
         self.delays: dict[CoreId, Delay] = {}
         self.sources: dict[CoreId, Source] = {}
         for cid in sorted(core_kinds):
             kinds = core_kinds[cid]
             chip, core = cid
-            if set(kinds) == {"neurons", "poptable", "synapses"}:
+            if set(kinds) - {"conv"} == {"neurons", "poptable", "synapses"}:
                 nr = parse_neurons(self._open(kinds["neurons"], MAGIC_NEURONS), chip, core)
                 pt = parse_poptable(self._open(kinds["poptable"], MAGIC_POPTABLE), chip, core)
                 sy = parse_synapses(self._open(kinds["synapses"], MAGIC_SYNAPSES), chip, core, nr.n)
                 self._check_rows(pt, sy)
                 self.neurons[cid] = (nr, pt, sy)
+                if "conv" in kinds:
+                    self.convs[cid] = parse_conv(self._open(kinds["conv"], MAGIC_CONV), chip, core, nr)
             elif set(kinds) == {"delay"}:
                 self.delays[cid] = parse_delay(self._open(kinds["delay"], MAGIC_DELAY), chip, core)
             elif set(kinds) == {"source"}:
                 self.sources[cid] = parse_source(self._open(kinds["source"], MAGIC_SOURCE), chip, core)
             else:
                 raise ArtifactError(f"{core_dir(chip, core)}: files {sorted(kinds)}, expected neurons+poptable+"
-                                    "synapses, delay, or source. Fix: compile again")
+                                    "synapses (+conv), delay, or source. Fix: compile again")
         self._check_coverage()
 
     # -- helpers for loading --

@@ -1,5 +1,5 @@
 """The step loop: neuron cores step with the integer LIF, spikes leave as packets, routers deliver them,
-synaptic rows fill the ring buffers; `run` is the entry point."""
+synaptic rows and conv records (conv.py) fill the ring buffers; `run` is the entry point."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ....backends.spinnaker.format import (
 )
 from ....compiler.errors import ArtifactError, InputError
 from ....compiler.ir.lif import LifNeurons, Widths, effective_bias, shift_by_exponent
+from .conv import ConvScatter
 from .files import MASK32, N_LINKS, Chip, CoreId, Neurons
 from .machine import Machine
 from .trace import Traces, gather, ranges
@@ -31,9 +32,10 @@ class ExecResult:
     link_packets: dict[tuple[Chip, int], np.ndarray]
     lookups: dict[CoreId, int]  # packets each core looked up (master population table or delay key)
     steps: int
-    events: dict[CoreId, int] = field(default_factory=dict)  # synaptic words each neuron core processed
+    # synaptic words each neuron core processed, plus the nonzero conv kernel weights it applied
+    events: dict[CoreId, int] = field(default_factory=dict)
     packets: int = 0  # multicast packets sent (all sources)
-    synaptic_events: int = 0  # synaptic words processed
+    synaptic_events: int = 0  # synaptic words processed and conv weights applied
     wall_s: float = 0.0  # time spent in the step loop
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -171,6 +173,9 @@ class _Runner:
         self.t_exp, self.t_mode = _cat(t_exp), _cat(t_mode)
         self.n_types = max(type_off, 1)
         self.max_stage = int(self.a_stage.max()) if self.a_stage.size else 0
+        # conv records: (neuron core index, global core id, one scatter per record), by global core id
+        self.conv_cores = [(c, self.gid[cid], [ConvScatter(rec) for rec in m.convs[cid]])
+                           for c, (cid, _) in enumerate(cores) if cid in m.convs]
         # delay extensions
         dcores = list(m.delays.items())
         self.dcores = dcores
@@ -211,9 +216,11 @@ class _Runner:
             g % self.m.cores_per_chip
         if self.role[g] == 1:
             _, pt, _ = self.m.neurons[cid]
+            conv = f" nor any conv.bin source of its {len(self.m.convs[cid])} conv records" if cid in self.m.convs \
+                else ""
             return ArtifactError(f"{pt.label}: byte offset {pt.entries_offset}: key {key:#010x} matches none of the "
-                                 f"{pt.keys.size} master population table entries; expected an entry whose key/mask "
-                                 "covers it (the router delivered it here). Fix: compile again")
+                                 f"{pt.keys.size} master population table entries{conv}; expected an entry whose "
+                                 "key/mask covers it (the router delivered it here). Fix: compile again")
         if self.role[g] == 2:
             d = self.m.delays[cid]
             return ArtifactError(f"{d.label}: byte offset {HEADER_BYTES + 8}: key {key:#010x} does not match the "
@@ -334,17 +341,58 @@ class _Runner:
             raise self._fail_lookup(gids, keys, bad)
         np.add.at(self.hist[slot], self.d_off[core] + nid, pay)
 
+    def _to_conv(self, gids: np.ndarray, keys: np.ndarray, pay: np.ndarray, t: int) -> tuple[np.ndarray, int]:
+        """Packets whose key a conv record of their core listens to: scattered through its kernel into ring slot
+        t + 1 (a conv synapse has no delay). Returns which packets some record took, and the events."""
+        hit = np.zeros(gids.size, bool)
+        events = 0
+        order = np.argsort(gids, kind="stable")
+        g_sorted = gids[order]
+        slot = (t + 1) % self.R
+        for c, g, scatters in self.conv_cores:
+            lo, hi = np.searchsorted(g_sorted, [g, g + 1])
+            if lo == hi:
+                continue
+            idx = order[lo:hi]
+            for sc in scatters:
+                ok, which, nid = sc.match(keys[idx])
+                if not ok.any():
+                    continue
+                hit[idx[ok]] = True
+                which, nid = which[ok], nid[ok]
+                beyond = np.flatnonzero(nid >= sc.rec.src_count[which])
+                if beyond.size:
+                    i = int(beyond[0])
+                    rec = sc.rec
+                    raise ArtifactError(
+                        f"{rec.label}: byte offset {rec.sources_offset + 16 * int(which[i])}: key "
+                        f"{int(keys[idx[ok]][i]):#010x} is neuron {int(nid[i])} of conv record {rec.projection}'s "
+                        f"source {int(which[i])}, which has {int(rec.src_count[which[i]])}; expected a neuron id "
+                        "< count. Fix: compile again")
+                acc, ev = sc.accumulate(sc.rec.src_first[which] + nid, pay[idx[ok]])
+                self.ring[slot, self.n_off[c]:self.n_off[c + 1]] += acc
+                self.core_events[c] += ev
+                events += ev
+        return hit, events
+
     def _to_neurons(self, gids: np.ndarray, keys: np.ndarray, pay: np.ndarray, t: int) -> int:
+        conv_hit, conv_events = self._to_conv(gids, keys, pay, t) if self.conv_cores else \
+            (np.zeros(gids.size, bool), 0)
         # master population table: binary search per core (one sorted array over all cores)
         comp = (gids << 32) | keys
         e = np.searchsorted(self.pt_comp, comp, side="right") - 1
         ok = e >= 0
-        e_ok = np.where(ok, e, 0)
-        entry_key = self.pt_comp[e_ok] & MASK32
-        ok &= (self.pt_comp[e_ok] >> 32) == gids
-        ok &= (keys & self.pt_mask[e_ok]) == entry_key
-        if not ok.all():
-            raise self._fail_lookup(gids, keys, ~ok)
+        if self.pt_comp.size:
+            e_ok = np.where(ok, e, 0)
+            entry_key = self.pt_comp[e_ok] & MASK32
+            ok &= (self.pt_comp[e_ok] >> 32) == gids
+            ok &= (keys & self.pt_mask[e_ok]) == entry_key
+        if not (ok | conv_hit).all():
+            raise self._fail_lookup(gids, keys, ~(ok | conv_hit))
+        if not ok.all():  # packets only conv records listen to have no rows
+            gids, keys, pay, e = gids[ok], keys[ok], pay[ok], e[ok]
+            if not gids.size:
+                return conv_events
         nid = keys & ~self.pt_mask[e] & MASK32
         # every address entry of the matching key: one row each
         cnt = self.pt_count[e]
@@ -363,7 +411,7 @@ class _Runner:
         rows = self.a_row[addr] + nid_a
         words, w_owner = ranges(self.rowptr[rows], self.rowptr[rows + 1] - self.rowptr[rows])
         if words.size == 0:
-            return 0
+            return conv_events
         a = addr[w_owner]
         typ = self.a_tbase[a] + self.w_tfield[words]
         bad = typ >= self.a_tend[a]
@@ -397,7 +445,7 @@ class _Runner:
         exp = self.t_exp[typ_g]
         shifted = shift_by_exponent(sums, exp)
         np.add.at(self.ring, ((t + 1 + d) % self.R, post_g), shifted)
-        return int(words.size)
+        return int(words.size) + conv_events
 
 
 def load(out_dir: str | Path) -> Machine:
