@@ -59,6 +59,7 @@ class SliceUsage:
     synapses: int = 0
     synapse_bytes: int = 0
     kernel_bytes: int = 0  # the part of synapse_bytes that is conv kernels (and their headers), stored once
+    local_bytes: int = 0  # core-local memory: kernels + neuron state (targets with core.local_bytes_per_neuron)
     fan_in: int = 0  # input axons: distinct (source neuron, stage) rows
     out_axons: int = 0
     delay_slots: int = 0  # native delay slots used (max native delay + 1)

@@ -90,6 +90,8 @@ def slice_usage(inet: IntNetwork, target: Target, post: str, start: int, stop: i
         fan_in_keys.append(uniq + offset)
         offset += w.shape[1] * (target.encoding.delay_extension_slots + 1)
     use.fan_in = int(sum(k.size for k in fan_in_keys))
+    if target.core.local_bytes_per_neuron:
+        use.local_bytes = use.kernel_bytes + use.neurons * target.core.local_bytes_per_neuron
     return use
 
 
@@ -97,6 +99,10 @@ def _check(use: SliceUsage, target: Target) -> list[tuple[str, int, int]]:
     """Budgets exceeded: (name, used, limit)."""
     core = target.core
     over = []
+    if use.kernel_bytes and core.local_bytes_per_neuron:  # kernels sit in local memory beside neuron state
+        if use.local_bytes > core.local_memory_bytes:
+            over.append(("local memory for conv kernels and neuron state (bytes)", use.local_bytes,
+                         core.local_memory_bytes))
     for name, used, limit in (
         ("neurons", use.neurons, core.neurons),
         ("synapse memory (bytes)", use.synapse_bytes, core.synapse_memory_bytes),
@@ -289,8 +295,11 @@ def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]
         synapses += cum[stops_of] - cum[starts_of]
         np.maximum(slots_used, np.maximum.reduceat(idx.post_slots, starts_of), out=slots_used)
         np.maximum(stages, np.maximum.reduceat(idx.post_stage, starts_of), out=stages)
+    per_neuron = target.core.local_bytes_per_neuron
     return [SliceUsage(neurons=b - a, synapses=int(synapses[k]), synapse_bytes=int(nbytes[k]),
-                       kernel_bytes=int(kernel_bytes[k]), fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]),
+                       kernel_bytes=int(kernel_bytes[k]),
+                       local_bytes=int(kernel_bytes[k]) + (b - a) * per_neuron if per_neuron else 0,
+                       fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]),
                        delay_stages=int(stages[k]))
             for k, (a, b) in enumerate(bounds)]
 

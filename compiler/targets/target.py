@@ -7,7 +7,7 @@ the family's Backend record names its required and optional sections):
     family = "loihi" | "spinnaker" | "cortexm" | ...   # a registered backend (compiler/backend.py)
     [mesh]      topology = "mesh2d" | "triangular" | "single"; chips_x; chips_y; cores_per_chip
     [core]      neurons; synapse_memory_bytes; input_axons; output_axons; delay_slots; local_memory_bytes = 0;
-                source_neurons = 0
+                local_bytes_per_neuron = 0; source_neurons = 0
     [router]    entries_per_chip; default_routing (bool)
     [format]    weight_bits; weight_exp_min; weight_exp_max; decay_bits; state_bits;
                 threshold_bits; bias_mant_bits; bias_exp_max; max_delay; activation_shift = 6;
@@ -53,6 +53,8 @@ class CoreBudget:
     delay_slots: int
     # Per-core data memory for neuron state, rings and tables (SpiNNaker's DTCM); 0 = not modelled.
     local_memory_bytes: int = 0
+    # Local memory one neuron's state takes beside the conv kernels (which also live there); 0: not budgeted.
+    local_bytes_per_neuron: int = 0
     # Input neurons one spike-source core plays back; 0: one source per input, unbounded and outside the
     # neuron cores' budgets (sPyNNaker's SpikeSourceArray: _model_based_max_atoms_per_core = sys.maxint;
     # Lava feeds input from the host, not from a neurocore).
