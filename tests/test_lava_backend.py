@@ -31,7 +31,7 @@ from neurocc.compiler.pipeline import compile_network
 from neurocc.runtime.executors.lava import LavaRun, run, run_detailed
 from neurocc.runtime.simulator import simulate_int
 
-from .conftest import convention_of
+from .conftest import CORPUS_FILES, convention_of
 
 TARGET = "loihi2"
 MAX_DELAY = 63  # loihi2.toml [format] max_delay
@@ -77,7 +77,7 @@ def random_raster(mapping: Mapping, steps: int, p: float = 0.2, seed: int = 0, g
 
 
 def corpus_raster(path: Path) -> np.ndarray:
-    """The file's own input; the conv files hold 20 steps, tiled to MIN_STEPS."""
+    """The file's own input, tiled to at least MIN_STEPS."""
     with np.load(path.with_suffix(".npz")) as data:
         x = np.asarray(data["input"])
     reps = -(-MIN_STEPS // x.shape[0])
@@ -266,23 +266,19 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[M
 
 # ---- bit-exactness ------------------------------------------------------------------------------------
 
-# The sinabs conv nets have snntorch_conv's layer sizes. Emitted per slice they are ~200 Lava processes each
-# (20-40 s per 100 steps on 2 cores): snntorch_conv covers that layout; these two run one LIF per population.
-AS_POPULATIONS = {"sinabs_conv", "sinabs_conv_sinabs_defaults"}
+# The corpus conv nets (Lava Conv processes) are tests/test_lava_conv.py's.
+NON_CONV_CORPUS = [f for f in CORPUS_FILES if "conv" not in f.stem]
 
 
-def test_corpus_bit_exact(corpus_file: Path, artifacts: Callable) -> None:
-    path = corpus_file  # one case per corpus file (conftest); an empty corpus fails
-    kw = {"granularity": "populations"} if path.stem in AS_POPULATIONS else {}
-    mapping, out = artifacts(path.stem, lambda: load_corpus(path), **kw)
+def test_corpus_has_non_conv_nets() -> None:
+    assert NON_CONV_CORPUS, f"no non-conv .nir files among {[f.name for f in CORPUS_FILES]}"
+
+
+@pytest.mark.parametrize("path", NON_CONV_CORPUS, ids=[f.stem for f in NON_CONV_CORPUS])
+def test_corpus_bit_exact(path: Path, artifacts: Callable) -> None:
+    mapping, out = artifacts(path.stem, lambda: load_corpus(path))
     raster = corpus_raster(path)
-    big = mapping.network.n_synapses > 50_000
-    # The big conv nets run once, spikes only, through run() (what `neurocc verify` uses): recording v
-    # adds a management phase to every step of every Lava process.
-    got = run(out, raster) if big else run_detailed(out, raster)
-    assert_bit_exact(mapping, raster, got, check_v=not big)
-    if path.stem == "snntorch_conv":
-        assert json.loads((out / "manifest.json").read_text())["lava_processes"]["LIF"] > 3  # several slices
+    assert_bit_exact(mapping, raster, run_detailed(out, raster))
 
 
 @pytest.mark.parametrize("case", list(GENERATED))

@@ -3,6 +3,9 @@
 The program (run_lava.py, copied verbatim) is generic; everything network-specific is data in
 weights.npz. One Lava LIF per population slice; one connection process per (projection, pre slice,
 post slice) block that holds synapses: Dense or Sparse without delays, DelayDense or DelaySparse with.
+A conv projection is one Lava `Conv` process from the whole pre population to the whole post population
+(backends/lava/conv.py: what Lava's Conv computes and how emit keeps it bit-exact), so a population a
+Conv reads or writes is one Lava process whatever its mapping slices.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from ...compiler.ir import (
     save_int_network,
 )
 from ..output_dir import write_atomically
+from .conv import ConvConnection, conv_connection, lava_conv
 
-FORMAT_VERSION = 1  # must equal run_lava.FORMAT_VERSION
+FORMAT_VERSION = 2  # must equal run_lava.FORMAT_VERSION; 2 added Conv processes
 PROGRAM = "run_lava.py"
 WEIGHTS = "weights.npz"
 MANIFEST = "manifest.json"
@@ -81,14 +85,15 @@ def _lava_version() -> str:
         return "not installed"
 
 
-def _population_slices(mapping: Mapping, granularity: str) -> dict[str, list[Slice]]:
+def _population_slices(mapping: Mapping, granularity: str, whole: set[str]) -> dict[str, list[Slice]]:
     """Neuron (or source) slices per population, sorted; delay-extension slices are not needed in Lava
-    (DelayDense/DelaySparse hold delays up to 63 natively)."""
+    (DelayDense/DelaySparse hold delays up to 63 natively). Populations in `whole` (a Conv reads or
+    writes them, and Lava ports can neither slice nor concatenate) are one slice."""
     inet = mapping.network
     out: dict[str, list[Slice]] = {}
     for name, pop in inet.populations.items():
         own = sorted((s for s in mapping.slices_of(name) if s.role != "delay"), key=lambda s: s.start)
-        if not own or granularity == "populations":
+        if not own or granularity == "populations" or name in whole:
             own = [Slice(name, 0, pop.size, role="source" if pop.kind == "input" else "neurons")]
         covered = np.zeros(pop.size, dtype=np.int64)
         for s in own:
@@ -113,11 +118,33 @@ def _split_repeats(rows: np.ndarray, cols: np.ndarray, n_cols: int) -> np.ndarra
     return occ
 
 
-def _connections(inet: IntNetwork, slices: dict[str, list[Slice]]) -> list[Connection]:
+def _split_convs(inet: IntNetwork, mode: str) -> tuple[list[ConvConnection], dict[int, str]]:
+    """Conv projections as Lava Conv processes, and (projection index -> reason) for the convs emitted
+    unrolled instead (Lava's Conv cannot run them exactly, or `mode` says so)."""
+    convs: list[ConvConnection] = []
+    unrolled: dict[int, str] = {}
+    for k, proj in enumerate(inet.projections):
+        if proj.conv is None:
+            continue
+        if mode == "never":
+            unrolled[k] = "emit(conv='never')"
+            continue
+        plain, reason = lava_conv(proj.conv, dense_1x1=mode == "auto" and _weights_problem(proj) is None)
+        if plain is not None:
+            convs.append(conv_connection(inet, k, proj, plain))
+        else:
+            unrolled[k] = reason
+    return convs, unrolled
+
+
+def _connections(inet: IntNetwork, slices: dict[str, list[Slice]], skip: set[int],
+                 unrolled: dict[int, str]) -> list[Connection]:
     names = list(inet.populations)
     out: list[Connection] = []
     for k, proj in enumerate(inet.projections):
-        _check_projection(proj)
+        if k in skip:
+            continue
+        _check_projection(proj, unrolled.get(k, ""))
         w = proj.weights
         rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
         cols = w.indices.astype(np.int64)
@@ -144,20 +171,28 @@ def _connections(inet: IntNetwork, slices: dict[str, list[Slice]]) -> list[Conne
     return out
 
 
-def _check_projection(proj: IntProjection) -> None:
-    """Values Lava would clip or truncate would silently break bit-exactness: refuse them here."""
-    where = f"projection {proj.pre!r} -> {proj.post!r}"
+def _weights_problem(proj: IntProjection) -> str | None:
+    """Why Lava's Dense/Sparse (8-bit mantissas, clipped per sign mode) cannot hold these weights exactly."""
     d = proj.weights.data
     top = (1 << LAVA_WEIGHT_BITS) - 1
     low, high = {"excitatory": (0, top), "inhibitory": (-top, 0), "mixed": (-(top + 1), top - 1)}.get(
         proj.sign_mode, (None, None))
     if low is None:
-        raise ArtifactError(f"{where}: unknown sign mode {proj.sign_mode!r}")
+        return f"unknown sign mode {proj.sign_mode!r}"
     mixed = proj.sign_mode == "mixed"
     if d.size and (d.min() < low or d.max() > high or (mixed and np.any(d % 2))):
-        raise ArtifactError(f"{where}: weight mantissas [{int(d.min())}, {int(d.max())}] are not exact in Lava's "
-                            f"{proj.sign_mode} 8-bit format ({low}..{high}{', even' if mixed else ''}). "
-                            "Fix: quantize for a Loihi target")
+        return (f"weight mantissas [{int(d.min())}, {int(d.max())}] are not exact in Lava's {proj.sign_mode} "
+                f"8-bit format ({low}..{high}{', even' if mixed else ''})")
+    return None
+
+
+def _check_projection(proj: IntProjection, why_unrolled: str = "") -> None:
+    """Values Lava would clip or truncate would silently break bit-exactness: refuse them here."""
+    where = f"projection {proj.pre!r} -> {proj.post!r}"
+    problem = _weights_problem(proj)
+    if problem is not None:
+        conv = f" (a conv emitted unrolled: {why_unrolled})" if why_unrolled else ""
+        raise ArtifactError(f"{where}: {problem}{conv}. Fix: quantize for a Loihi target")
     if proj.delays.size and (proj.delays.min() < 0 or proj.delays.max() > LAVA_MAX_DELAY):
         raise ArtifactError(f"{where}: delays {int(proj.delays.min())}..{int(proj.delays.max())} outside Lava's "
                             f"0..{LAVA_MAX_DELAY}")
@@ -178,8 +213,8 @@ def choose_process(conn: Connection, sparse: str) -> str:
     return ("Delay" + base) if conn.max_delay > 0 else base
 
 
-def _weights_arrays(mapping: Mapping, slices: dict[str, list[Slice]], conns: list[Connection]
-                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _weights_arrays(mapping: Mapping, slices: dict[str, list[Slice]], conns: list[Connection],
+                    convs: list[ConvConnection]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     inet = mapping.network
     arrays: dict[str, np.ndarray] = {}
     pops_meta = []
@@ -220,8 +255,12 @@ def _weights_arrays(mapping: Mapping, slices: dict[str, list[Slice]], conns: lis
                            "post": list(conn.post), "process": conn.process, "synapses": int(conn.data.size),
                            "density": round(conn.density, 6), "max_delay": conn.max_delay,
                            "num_weight_bits": NUM_WEIGHT_BITS})
+    convs_meta = []
+    for c, conv in enumerate(convs):
+        arrays[f"conv{c}.kernel"] = conv.kernel
+        convs_meta.append(conv.meta(c))
     meta = {"format_version": FORMAT_VERSION, "target": inet.target, "inputs": list(inet.inputs),
-            "populations": pops_meta, "connections": conns_meta}
+            "populations": pops_meta, "connections": conns_meta, "convs": convs_meta}
     arrays["meta"] = np.asarray(json.dumps(meta, default=json_default))
     return arrays, meta
 
@@ -234,12 +273,16 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_into(tmp: Path, mapping: Mapping, sparse: str, granularity: str) -> None:
-    slices = _population_slices(mapping, granularity)
-    conns = _connections(mapping.network, slices)
+def _write_into(tmp: Path, mapping: Mapping, sparse: str, granularity: str, conv: str) -> None:
+    inet = mapping.network
+    convs, unrolled = _split_convs(inet, conv)
+    names = list(inet.populations)
+    whole = {names[i] for c in convs for i in (c.pre, c.post)}
+    slices = _population_slices(mapping, granularity, whole)
+    conns = _connections(inet, slices, {c.projection for c in convs}, unrolled)
     for conn in conns:
         conn.process = choose_process(conn, sparse)
-    arrays, meta = _weights_arrays(mapping, slices, conns)
+    arrays, meta = _weights_arrays(mapping, slices, conns, convs)
     with open(tmp / WEIGHTS, "wb") as f:
         np.savez_compressed(f, **arrays)
     shutil.copyfile(Path(__file__).with_name(PROGRAM), tmp / PROGRAM)
@@ -255,18 +298,25 @@ def _write_into(tmp: Path, mapping: Mapping, sparse: str, granularity: str) -> N
         "command": f"python {PROGRAM} --input x.npz --output spikes.npz",
         "files": files,
         "lava_granularity": granularity,
+        "lava_conv": conv,
         "lava_processes": {
             "RingBuffer": sum(len(p["slices"]) for p in meta["populations"] if p["kind"] == "input"),
             "LIF": sum(len(p["slices"]) for p in meta["populations"] if p["kind"] != "input"),
             **{k: sum(c["process"] == k for c in meta["connections"])
                for k in ("Dense", "DelayDense", "Sparse", "DelaySparse")},
+            "Conv": len(convs),
         },
+        "lava_slices": {p["name"]: p["slices"] for p in meta["populations"]},  # one Lava process each
         "lava_connections": meta["connections"],
+        "lava_convs": meta["convs"],
+        "lava_conv_unrolled": [{"projection": k, "pre": inet.projections[k].pre, "post": inet.projections[k].post,
+                                "reason": reason} for k, reason in unrolled.items()],
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=manifest_default) + "\n")
 
 
-def emit(mapping: Mapping, out_dir: Path, *, sparse: str = "auto", granularity: str = "slices") -> Path:
+def emit(mapping: Mapping, out_dir: Path, *, sparse: str = "auto", granularity: str = "slices",
+         conv: str = "auto") -> Path:
     """Write the Lava artifacts for `mapping` into `out_dir`, atomically; return `out_dir`.
 
     The directory is built next to `out_dir` and renamed into place, so a failure leaves either the
@@ -274,9 +324,17 @@ def emit(mapping: Mapping, out_dir: Path, *, sparse: str = "auto", granularity: 
     neurocc output (has a manifest.json). `sparse`: "auto" (by size and density), "always" or "never".
     `granularity`: "slices" (one LIF per mapping slice, one connection per slice pair) or "populations"
     (one LIF per population: far fewer Lava processes, so much faster to simulate; same arithmetic).
+    Either way a conv projection is one Lava Conv between whole populations (see backends/lava/conv.py).
+    `conv`: "auto" (a Lava Conv for every conv projection Lava's Conv runs exactly, except one with a single
+    output position, a dense layer: backends/lava/conv.py, point 8), "always" (those too) or "never" (every conv
+    unrolled into Dense/Sparse slices, the pre-conv layout: for comparisons). The manifest's
+    `lava_conv_unrolled` lists each conv emitted unrolled and why.
     """
     if sparse not in ("auto", "always", "never"):
         raise ValueError(f"sparse must be 'auto', 'always' or 'never', not {sparse!r}")
     if granularity not in ("slices", "populations"):
         raise ValueError(f"granularity must be 'slices' or 'populations', not {granularity!r}")
-    return write_atomically(out_dir, "the Lava artifacts", lambda tmp: _write_into(tmp, mapping, sparse, granularity))
+    if conv not in ("auto", "always", "never"):
+        raise ValueError(f"conv must be 'auto', 'always' or 'never', not {conv!r}")
+    return write_atomically(out_dir, "the Lava artifacts",
+                            lambda tmp: _write_into(tmp, mapping, sparse, granularity, conv))

@@ -9,11 +9,14 @@ with --no-v).
 
 The network itself is data: weights.npz next to this file (written by neurocc's Lava backend) holds, per
 population, du, dv, vth, bias_mant, bias_exp and its slices (one Lava LIF per slice); per connection, the
-integer weight mantissas (dense, or CSR for Sparse/DelaySparse), delays, weight_exp and sign_mode.
+integer weight mantissas (dense, or CSR for Sparse/DelaySparse), delays, weight_exp and sign_mode; per conv,
+its kernel in Lava's (C_out, W, H, C_in // groups) layout with the weight exponent already folded in.
 
 Process network: RingBuffer (lava.proc.io.source) per input slice -> Dense | DelayDense | Sparse | DelaySparse
--> LIF per slice; each LIF's s_out and v go to a Recorder (defined below). Every connection adds one step of
-latency: an input spike at step t reaches the first LIF at t+1 (+d for a synapse with delay d).
+-> LIF per slice; each LIF's s_out and v go to a Recorder (defined below). A conv is one lava.proc.conv Conv
+from a whole population to a whole population, reached through reshape/transpose ports ((C, H, W) neuron
+order <-> Lava's (W, H, C)). Every connection adds one step of latency: an input spike at step t reaches
+the first LIF at t+1 (+d for a synapse with delay d).
 
 This file imports only numpy, scipy and lava; it does not need neurocc.
 """
@@ -26,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,15 +46,18 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.conv.process import Conv
 from lava.proc.dense.process import DelayDense, Dense
 from lava.proc.io.source import RingBuffer
 from lava.proc.lif.process import LIF
 from lava.proc.sparse.process import DelaySparse, Sparse
 from lava.utils.weightutils import SignMode
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SIGN_MODES = {"excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY, "mixed": SignMode.MIXED}
 MAX_MESSAGE_BITS = 24  # graded spike payloads wider than this are not a Loihi 2 message
+CONV_INT8_MAX = 127  # PyConvModelFixed types kernel_size, stride, padding, dilation and groups as int8
+CONV_A_OUT_MAX = 2**23 - 1  # PyConvModelFixed wraps a_out to signed 24 bits (utils.signed_clamp)
 
 
 # ---- recording ------------------------------------------------------------------------------------
@@ -168,6 +175,53 @@ def validate(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) ->
         d = arrays.get(f"{key}.delays", np.zeros(0, dtype=np.int64))
         if d.size and (d.min() < 0 or d.max() > 63):
             bad(f"{conn['label']}: delays outside Lava's 0..63")
+    for conv in meta["convs"]:
+        validate_conv(conv, arrays[f"conv{conv['index']}.kernel"], meta, bad)
+
+
+def conv_sums(kernel: np.ndarray) -> tuple[int, int]:
+    """Largest summed positive and smallest summed negative weight over a kernel's output channels."""
+    flat = kernel.reshape(kernel.shape[0], -1).astype(np.int64)
+    pos = np.where(flat > 0, flat, 0).sum(axis=1).max(initial=0)
+    neg = np.where(flat < 0, flat, 0).sum(axis=1).min(initial=0)
+    return int(pos), int(neg)
+
+
+def check_conv_peak(conv: dict[str, Any], kernel: np.ndarray, peak: int) -> None:
+    """Lava's Conv wraps a_out to signed 24 bits, the reference does not: refuse any input that could reach it."""
+    pos, neg = conv_sums(kernel)
+    if peak * pos > CONV_A_OUT_MAX or peak * neg < -CONV_A_OUT_MAX - 1:
+        raise ArtifactProblem(f"{conv['label']}: spike values up to {peak} through a kernel whose channel sums "
+                              f"reach {max(pos, -neg)} can pass Lava Conv's signed 24-bit a_out wrap")
+
+
+def validate_conv(conv: dict[str, Any], kernel: np.ndarray, meta: dict[str, Any], bad: Callable[[str], None]) -> None:
+    """What emit guarantees for a Conv, checked again: the model would wrap or misread it silently."""
+    label = conv["label"]
+    pops = meta["populations"]
+    for end in ("pre", "post"):
+        pop = pops[conv[end]]
+        if len(pop["slices"]) != 1:
+            bad(f"{label}: its {end} population {pop['name']!r} has {len(pop['slices'])} slices; a Conv needs "
+                "one process (Lava ports cannot slice or concatenate)")
+    c_in, h, w = conv["in_shape"]
+    c_out, h_out, w_out = conv["out_shape"]
+    groups = int(conv["groups"])
+    if pops[conv["pre"]]["size"] != c_in * h * w or pops[conv["post"]]["size"] != c_out * h_out * w_out:
+        bad(f"{label}: shapes {conv['in_shape']} -> {conv['out_shape']} do not match its populations")
+    if kernel.ndim != 4 or kernel.shape[0] != c_out or groups < 1 or c_in % groups or c_out % groups \
+            or kernel.shape[3] != c_in // groups:
+        bad(f"{label}: kernel shape {list(kernel.shape)} does not fit {c_in} -> {c_out} channels, groups {groups}")
+    geometry = [*kernel.shape[1:3], *conv["stride"], *conv["dilation"], groups]
+    if min(geometry) < 1 or max(geometry + conv["padding"]) > CONV_INT8_MAX or min(conv["padding"]) < 0:
+        bad(f"{label}: kernel size, stride, padding, dilation or groups outside Lava Conv's int8 fields")
+    size = [(w + 2 * conv["padding"][0] - conv["dilation"][0] * (kernel.shape[1] - 1) - 1) // conv["stride"][0] + 1,
+            (h + 2 * conv["padding"][1] - conv["dilation"][1] * (kernel.shape[2] - 1) - 1) // conv["stride"][1] + 1]
+    if size != [w_out, h_out]:
+        bad(f"{label}: Lava's Conv gives {size[1]}x{size[0]} outputs, not {h_out}x{w_out}")
+    pos, neg = conv_sums(kernel)
+    if pos > CONV_A_OUT_MAX or neg < -CONV_A_OUT_MAX - 1:
+        bad(f"{label}: kernel channel sums reach {max(pos, -neg)}, past Lava Conv's signed 24-bit a_out")
 
 
 def load_inputs(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -320,7 +374,26 @@ def build(meta: dict[str, Any], arrays: dict[str, np.ndarray], inputs: dict[str,
         proc.a_out.connect(lifs[tuple(post)].a_in)
         parts.join(senders[tuple(pre)], proc)
         parts.join(proc, lifs[tuple(post)])
+    for conv in meta["convs"]:
+        kernel = arrays[f"conv{conv['index']}.kernel"]
+        bits = graded.get(names[conv["pre"]], 0)
+        if bits:
+            check_conv_peak(conv, kernel, int(inputs[names[conv["pre"]]][:steps].max()))
+        proc = conv_process(conv, kernel, bits)
+        sender, lif = senders[(conv["pre"], 0)], lifs[(conv["post"], 0)]
+        # Neuron order is C-order (C, H, W); Lava's Conv reads and writes (W, H, C).
+        sender.s_out.reshape(tuple(conv["in_shape"])).transpose((2, 1, 0)).connect(proc.s_in)
+        proc.a_out.transpose((2, 1, 0)).reshape(lif.a_in.shape).connect(lif.a_in)
+        parts.join(sender, proc)
+        parts.join(proc, lif)
     return parts.anchors(recorders), records
+
+
+def conv_process(conv: dict[str, Any], kernel: np.ndarray, num_message_bits: int) -> Conv:
+    """One Lava Conv. Its model ignores weight_exp (folded into the kernel by emit) and never clips weights."""
+    return Conv(weight=kernel.astype(np.int32), weight_exp=0, input_shape=tuple(conv["lava_input_shape"]),
+                padding=tuple(conv["padding"]), stride=tuple(conv["stride"]), dilation=tuple(conv["dilation"]),
+                groups=int(conv["groups"]), num_message_bits=num_message_bits, name=conv["label"])
 
 
 def run(artifacts: Path, input_path: Path, output_path: Path, steps: int | None = None,
