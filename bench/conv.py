@@ -11,8 +11,9 @@ Reference simulator: `simulate_int` on the loihi2 integer network, shared (kerne
 (`unrolled=True`, the explicit rows), interleaved; conv synaptic events counted as every executor counts them
 (runtime/conv.py ConvEvents.event_targets) and reported per second of the shared run's wall time.
 
-Lava (N-MNIST only, --lava-steps): neurocc's Lava executor on the emitted program, shared vs unrolled, in
-Loihi2SimCfg(select_tag="fixed_pt"); run_s is Lava's run() including its start-up; spikes compared to the reference.
+Lava (N-MNIST only, --lava-steps): neurocc's Lava executor on one loihi2 mapping emitted with Lava Conv processes
+(the default) and unrolled (emit conv="never"), interleaved, in Loihi2SimCfg(select_tag="fixed_pt"); run_s is
+Lava's run() including its start-up; spikes compared to the reference. Speedup = unrolled s / shared s.
 
 QEMU instructions per conv synaptic event on the M4: read from bench/results/cortexm.json (bench/cortexm.py
 measures it with the QEMU instruction-count plugin), if that file has it.
@@ -124,24 +125,34 @@ def reference_row(net, rate: float, steps: int, repeats: int) -> dict:
             "conv_events_per_s": events / shared_s, "speedup_vs_unrolled": unrolled_s / shared_s}
 
 
-def lava_row(net, steps: int) -> dict:
+def lava_row(net, steps: int, repeats: int) -> dict:
+    """Lava's run() on one loihi2 mapping, emitted with Conv processes (default) and unrolled (conv="never"),
+    interleaved; spikes compared with the reference."""
     import neurocc
+    from neurocc.backends.lava.emit import emit
     from neurocc.runtime.executors.lava import run_detailed
     from neurocc.runtime.simulator import simulate_int
 
+    mapping = neurocc.compile(net, "loihi2", progress=False)
+    n_in = mapping.network.populations[mapping.network.inputs[0]].size
+    raster = (np.random.default_rng(1).random((steps, n_in)) < 0.05).astype(np.float32)
+    ref = simulate_int(mapping.network, raster, record=False)
     row: dict = {"steps": steps}
-    for name, variant in (("shared", net), ("unrolled", unrolled(net))):
-        mapping = neurocc.compile(variant, "loihi2", progress=False)
-        n_in = mapping.network.populations[mapping.network.inputs[0]].size
-        raster = (np.random.default_rng(1).random((steps, n_in)) < 0.05).astype(np.float32)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = mapping.emit(Path(tmp) / "out")
-            t0 = time.perf_counter()
-            got = run_detailed(out, raster)
-            wall = time.perf_counter() - t0
-        ref = simulate_int(mapping.network, raster, record=False)
-        same = all(np.array_equal(np.asarray(got.spikes[k], bool), ref.spikes[k]) for k in got.spikes)
-        row[name] = {"run_s": getattr(got, "run_s", None), "wall_s": wall, "identical": same}
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = {name: emit(mapping, Path(tmp) / name, conv=mode)
+                for name, mode in (("shared", "auto"), ("unrolled", "never"))}
+        runs: dict[str, list[float]] = {name: [] for name in outs}
+        for _ in range(repeats):
+            for name, out in outs.items():
+                got = run_detailed(out, raster, record_v=False)
+                runs[name].append(got.times["run_s"])
+                row.setdefault(name, {})["identical"] = all(
+                    np.array_equal(np.asarray(got.spikes[k], bool), ref.spikes[k]) for k in got.spikes)
+        for name, out in outs.items():
+            manifest = json.loads((out / "manifest.json").read_text())
+            row[name]["run_s"] = statistics.median(runs[name])
+            row[name]["lava_processes"] = manifest.get("lava_processes")
+    row["speedup_shared_vs_unrolled"] = row["unrolled"]["run_s"] / row["shared"]["run_s"]
     return row
 
 
@@ -163,7 +174,7 @@ def main() -> None:
         rows[name]["reference"] = reference_row(net, rate, args.steps, args.repeats)
     if not args.no_lava:
         print("nmnist_cnn: lava", flush=True)
-        rows["nmnist_cnn"]["lava"] = lava_row(workloads()["nmnist_cnn"][0], args.lava_steps)
+        rows["nmnist_cnn"]["lava"] = lava_row(workloads()["nmnist_cnn"][0], args.lava_steps, args.repeats)
     cortexm = RESULTS / "cortexm.json"
     qemu = json.loads(cortexm.read_text()).get("conv") if cortexm.exists() else None
     out = {
