@@ -243,8 +243,8 @@ def test_image_layout_and_crc(target, host_engine: Path, tmp_path: Path) -> None
     inet = gen_delays_negative_exp(target, np.random.default_rng(3))
     img = pack(inet, 0x0413)
     magic, version, hsize, size, crc, board = struct.unpack_from("<IHHIII", img.data)
-    assert (magic, version, hsize, size, board) == (0x4D43434E, 2, HEADER_SIZE, len(img.data), 0x0413)
-    assert FORMAT_VERSION == 2 and HEADER_SIZE == 68
+    assert (magic, version, hsize, size, board) == (0x4D43434E, 3, HEADER_SIZE, len(img.data), 0x0413)
+    assert FORMAT_VERSION == 3 and HEADER_SIZE == 76
     assert crc == zlib.crc32(img.data[16:]) == img.crc32
     fmt = inet.format
     # the widths: state_bits at 26, decay_bits, activation_shift, threshold_shift, reserved at 64..67
@@ -319,7 +319,7 @@ def test_emit_files_and_model_c(target, tmp_path: Path) -> None:
     assert (other / "notes.txt").read_text() == "keep"
 
 
-# ---- the format's widths travel in the header (format version 2) ----
+# ---- the format's widths travel in the header (since format version 2) ----
 
 NARROW = {"decay_bits": 10, "threshold_shift": 4, "threshold_bits": 14}
 
@@ -385,15 +385,17 @@ def test_engine_refuses_header_widths(offset: int, value: int, code: int, target
         run_image(bad, inet, raster, host_engine)
 
 
-def test_version_1_image_refused(target, host_engine: Path) -> None:
-    """A format-1 image (64-byte header, no widths) is refused by the engine and by read_info, by name."""
+@pytest.mark.parametrize(("version", "header"), [(1, 64), (2, 68)])
+def test_older_image_versions_refused(version: int, header: int, target, host_engine: Path) -> None:
+    """A format-1 (64-byte header, no widths) or format-2 image (68-byte header, no conv sections) is refused by
+    the engine and by read_info, by name: never read as format 3."""
     inet = gen_delays_negative_exp(target, np.random.default_rng(3))
     img = bytearray(pack(inet).data)
-    img[4:8] = struct.pack("<HH", 1, 64)
+    img[4:8] = struct.pack("<HH", version, header)
     old = _with_crc(img)
     with pytest.raises(ArtifactError, match=r"error 2: unsupported format version"):
         run_image(old, inet, random_raster(inet, 5, np.random.default_rng(1)), host_engine)
-    with pytest.raises(ArtifactError, match=r"format version 1 .*reads version 2.*Fix: compile again"):
+    with pytest.raises(ArtifactError, match=rf"format version {version} .*reads version 3.*Fix: compile again"):
         read_info(old)
 
 

@@ -104,12 +104,14 @@ def qemu(firmware):
 
 
 def test_layout_matches_the_elfs(firmware) -> None:
-    """layout.h, an3155.py and the linker's placement agree; the app fits its 28 KiB and the 128 KiB part."""
+    """layout.h, an3155.py and the linker's placement agree; the app fits its 28 KiB; what the real part keeps in
+    SRAM (the app's .bss and stack, the arena) fits its 128 KiB."""
     text = (FIRMWARE_DIR / "boards" / "netduinoplus2" / "layout.h").read_text()
     consts = {k: int(v, 16) for k, v in re.findall(r"#define (\w+) (0x[0-9A-Fa-f]+)u", text)}
     assert consts["APP_START"] == an3155.APP_START and consts["SLOT_A"] == an3155.SLOT_A
     assert consts["SLOT_SIZE"] == an3155.SLOT_SIZE and consts["BOOT_RECORD"] == an3155.BOOT_RECORD
-    assert consts["RAM_END"] == 0x20020000  # the real STM32F405's 128 KiB, not QEMU's 192
+    assert consts["RAM_END"] == 0x20030000  # QEMU's 192 KiB: the app and the model slots stand in for flash
+    assert consts["BOOT_RAM_END"] - consts["RAM_START"] + consts["RAM_END"] - consts["ARENA_START"] <= 128 * 1024
     syms = {}
     for line in subprocess.run(["arm-none-eabi-nm", str(firmware.app_elf)], capture_output=True, text=True,
                                check=True, timeout=30).stdout.splitlines():
@@ -176,7 +178,7 @@ def test_generated_delays_and_recurrence_on_m4(qemu, firmware, tmp_path: Path) -
 
 def test_instruction_count_bench_smoke(firmware, tmp_path: Path) -> None:
     """bench/cortexm.py's counting path: the plugin builds, the bench image's spikes equal the reference, and a
-    dense 8-bit layer meets the <= 6 instructions per synaptic event goal."""
+    dense 8-bit layer meets the <= 6 instructions per synaptic event goal (ldm/stm + sxtab: about 2.2)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_cortexm", Path(__file__).resolve().parents[1] / "bench"
@@ -191,7 +193,7 @@ def test_instruction_count_bench_smoke(firmware, tmp_path: Path) -> None:
     r = bench.measure_instructions("dense", inet, x[:30], tmp_path / "dense", plugin)
     assert r["identical_to_reference"]
     assert r["synaptic_events"] > 10_000 and r["neuron_updates"] == 30 * 256
-    assert 3.0 < r["instructions_per_synaptic_event"] <= bench.GOALS["instructions_per_synaptic_event"]
+    assert 1.5 < r["instructions_per_synaptic_event"] <= bench.GOALS["instructions_per_synaptic_event"]
     assert r["bytes_per_synapse"] <= bench.GOALS["bytes_per_synapse"]
 
 

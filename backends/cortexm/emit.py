@@ -65,6 +65,7 @@ def cortexm_section(mapping: Mapping, image: MemoryImage, board: Board) -> dict[
                   "encodings": image.encodings},
         "population_order": list(inet.populations),
         "flash_by_population": image.flash_by_population, "ram_by_population": image.ram_by_population,
+        "kernel_bytes_by_population": image.kernel_bytes_by_population,
         **image.fit,
     }
 

@@ -2,7 +2,8 @@
 
 The image is packed with the fastest synapse encodings that fit; if flash is short, with the
 smallest ones. What does not fit is named (population, bytes, the part's budget) before anything
-touches the disk.
+touches the disk. A conv projection costs its kernel once (plus a few hundred bytes of geometry),
+in flash, however many synapses it unrolls to; in RAM only the state of its neurons.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ def check_fit(target: Target, image: MemoryImage) -> dict[str, int]:
         raise TargetError(f"target {target.name}: no [memory] section (flash_bytes, ram_bytes). Fix: add it")
     flash_need = board.firmware_flash_bytes + SLOTS * image.size
     ram_need = board.firmware_ram_bytes + image.arena_bytes
+    worst_flash = max(image.flash_by_population, key=image.flash_by_population.get)
+    kernel = image.kernel_bytes_by_population.get(worst_flash, 0)
+    flash_fix = ("prune or narrow its incoming projections (fewer synapses), or choose a part with more flash"
+                 if not kernel else f"its conv kernels take {kernel} bytes (stored once): fewer channels or a "
+                 "smaller kernel, or a part with more flash")
     for what, need, limit, by, fix in (
-        ("flash", flash_need, target.memory.flash_bytes, image.flash_by_population,
-         "prune or narrow its incoming projections (fewer synapses), or choose a part with more flash"),
+        ("flash", flash_need, target.memory.flash_bytes, image.flash_by_population, flash_fix),
         ("RAM", ram_need, target.memory.ram_bytes, image.ram_by_population,
          "make it smaller or shorten its synaptic delays (each delay step costs 4 bytes per neuron), or choose "
          "a part with more RAM"),
@@ -48,7 +53,7 @@ def check_fit(target: Target, image: MemoryImage) -> dict[str, int]:
                 f"{target.name}: the network needs {need} bytes of {what}, the part has {limit} (over by "
                 f"{need - limit}); population {name!r} needs the most, {worst} bytes ({detail}). Fix: {fix}")
     return {"flash_needed": flash_need, "ram_needed": ram_need, "flash_bytes": target.memory.flash_bytes,
-            "ram_bytes": target.memory.ram_bytes}
+            "ram_bytes": target.memory.ram_bytes, "kernel_bytes": sum(image.kernel_bytes_by_population.values())}
 
 
 def memory_layout(inet: IntNetwork, target: Target) -> tuple[MemoryImage, list[str]]:

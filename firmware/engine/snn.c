@@ -6,10 +6,16 @@
  *   u = wrap_state(int32(decay(u, du+1) + (a_in << activation_shift)));  v = clip(decay(v, dv) + u + bias);
  *   spike if v > vth << threshold_shift (stored shifted).
  *
- * Synaptic sums land unshifted in rings; the shift is applied when a slot is read. A left shift is
- * linear mod 2^32, so projections with equal non-negative shifts into one population share a ring;
- * a right shift (floor) is not, so the packer gives each (projection, delay) with a negative shift its
- * own ring and every slot of it holds exactly one step's sum, as the reference floors it.
+ * Synaptic sums land unshifted in rings; the shift is applied when a population reads them. A left
+ * shift is linear mod 2^32, so projections with equal non-negative shifts into one population share a
+ * ring; a right shift (floor) is not, so the packer gives each (projection, delay) with a negative
+ * shift its own ring and every slot of it holds exactly one step's sum, as the reference floors it.
+ *
+ * Pulled rings (slots == 0) hold delay-0 arrivals: just before a population updates, its pulled groups
+ * scatter the spikes their pre populations sent in the previous step into the one shared scratch. The
+ * image's update order guarantees those spikes are still there (each pre population is an input, the
+ * population itself, or one updated later), so one scratch the size of the largest population replaces
+ * a ring per population: a feedforward network needs 4 bytes per neuron (v) plus one scratch, not 12.
  */
 #include "snn.h"
 
@@ -19,10 +25,22 @@
 #define SNN_INLINE static inline __attribute__((always_inline))
 #define SNN_NOINLINE __attribute__((noinline))
 #define SNN_FALLTHROUGH __attribute__((fallthrough))
+#define SNN_CTZ(x) ((uint32_t)__builtin_ctz(x))
 #else
 #define SNN_INLINE static inline
 #define SNN_NOINLINE
 #define SNN_FALLTHROUGH
+static uint32_t snn_ctz(uint32_t x) {
+    uint32_t n = 0;
+    while (!(x & 1u)) { x >>= 1; n++; }
+    return n;
+}
+#define SNN_CTZ(x) snn_ctz(x)
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define SNN_COLD __attribute__((optimize("Os"))) /* validation and setup: once per load, code size matters */
+#else
+#define SNN_COLD
 #endif
 #if defined(__GNUC__) && defined(__ELF__)
 /* the hot paths in sections of their own: the bench counts instructions inside their bounds */
@@ -32,6 +50,8 @@
 #define SNN_DELIVER
 #define SNN_UPDATE
 #endif
+
+#define SNN_CHUNK 64u /* spikes decoded from a bitmap or a count array per kernel call */
 
 /* ---- CRC-32 (reflected 0xEDB88320), 16-entry table: 64 bytes of flash, 2 lookups per byte ---- */
 static const uint32_t crc_nibble[16] = {
@@ -88,36 +108,145 @@ static uint32_t rowptr(const uint8_t *img, uint32_t off, uint32_t j) {
     return ((const uint32_t *)(const void *)(img + off))[j];
 }
 
+static uint32_t bit_words(uint32_t n) { return (n + 31u) >> 5; }
+
 /* ---- validation: every bound the hot loops rely on is checked here, once ---- */
 
-static uint32_t arena_layout(const snn_img_header_t *h) {
+typedef struct {
+    uint32_t n_u, bit_words, in_bytes, in_words;
+} snn_sizes_t;
+
+static uint32_t arena_layout(const snn_img_header_t *h, const snn_sizes_t *z) {
     uint32_t a = 0;
-    a += 4u * h->n_state * 2u;                /* u, v */
-    a += 4u * h->ring_words;                  /* rings */
+    a += 4u * h->n_state;                     /* v */
+    a += 4u * z->n_u;                         /* u */
+    a += 4u * h->ring_words;                  /* pushed rings */
     a += 4u * h->n_rings;                     /* ring_base */
-    a += 4u * h->max_lif;                     /* a_in */
-    a += 4u * h->n_pops * 2u;                 /* spike_off, spike_n */
-    a += align4(2u * h->n_neurons);           /* spike_idx */
-    a += align4(h->n_neurons);                /* spike_cnt */
+    a += 4u * h->scratch_words;               /* scratch */
+    a += 4u * h->n_pops * 3u;                 /* spike_n, bit_off, cnt_off */
+    a += 4u;                                  /* scratch_dirty */
+    a += 4u * z->bit_words;                   /* LIF spike bitmaps */
+    a += 2u * 4u * z->in_words;               /* input bitmaps: this step's and the last one's */
+    a += 2u * z->in_bytes;                    /* input counts: the same two */
     return a;
 }
 
-static int check_group(const uint8_t *img, uint32_t size, const snn_img_header_t *h, const snn_img_pop_t *pops,
-                       const snn_img_ring_t *rings, const snn_img_group_t *g) {
-    const snn_img_ring_t *r;
+/* One axis of a conv (snn_img_conv_t): kernel k, stride s, padding p, dilation d; pool window pk, stride
+ * ps, padding pp; np pooled and no output positions. */
+typedef struct {
+    uint32_t n, k, s, p, d, pk, ps, pp, np, no;
+} snn_axis_t;
+
+/* The taps (i, out) input position y reaches, in table order (pooled position, then i); returns how
+ * many were written to tap[] (at most max). */
+static uint32_t axis_taps(const snn_axis_t *a, uint32_t y, uint32_t *tap, uint32_t *out, uint32_t max) {
+    /* pooled positions whose window [Y * ps - pp, Y * ps - pp + pk) holds y */
+    uint32_t top = y + a->pp, lo = top + 1u > a->pk ? (top + 1u - a->pk + a->ps - 1u) / a->ps : 0u;
+    uint32_t hi = top / a->ps, yy, i, m = 0;
+    for (yy = lo; yy <= hi && yy < a->np; yy++) {
+        for (i = 0; i < a->k && (uint64_t)i * a->d <= (uint64_t)yy + a->p; i++) {
+            uint32_t num = yy + a->p - i * a->d;
+            if (num % a->s || num / a->s >= a->no) continue;
+            if (m == max) return max + 1u;
+            tap[m] = i;
+            out[m++] = num / a->s;
+        }
+    }
+    return m;
+}
+
+/* Where kernel row or column j (of kdim) is stored: grouped by j mod m (m = that axis's stride), each
+ * group in descending j, so the taps j, j + m that one input position reaches are adjacent
+ * (snn_image.h). */
+static uint32_t tap_order(uint32_t j, uint32_t kdim, uint32_t m) {
+    uint32_t q, n = 0;
+    for (q = 0; q < kdim; q++)
+        if (q % m < j % m || (q % m == j % m && q > j)) n++;
+    return n;
+}
+
+/* The table at `off` (uint16 ptr[n + 1], padded, then uint16 triples) equals what the geometry gives:
+ * per input position, runs {tap_order(j_last) * wmul, out_last * bmul, taps * nmul}, consecutive taps
+ * merged when `merge` and j rises by the stride while out falls by 1. */
+SNN_COLD static int conv_table_ok(const uint8_t *img, uint32_t size, uint32_t off, const snn_axis_t *a,
+                                  uint32_t wmul, uint32_t bmul, uint32_t nmul, int merge) {
+    const uint16_t *ptr, *ent;
+    uint32_t tap[64], out[64], y, m = 0;
+    if (!in_image(size, off, 2ull * (a->n + 1u), 4)) return SNN_E_SIZE;
+    ptr = (const uint16_t *)(const void *)(img + off);
+    if (ptr[0] != 0) return SNN_E_FORMAT;
+    if (!in_image(size, off + align4(2u * (a->n + 1u)), 6ull * ptr[a->n], 2)) return SNN_E_SIZE;
+    ent = (const uint16_t *)(const void *)(img + off + align4(2u * (a->n + 1u)));
+    for (y = 0; y < a->n; y++) {
+        uint32_t nt = axis_taps(a, y, tap, out, 64u), q;
+        if (nt > 64u || ptr[y + 1] < ptr[y]) return SNN_E_FORMAT; /* more taps than the engine checks */
+        for (q = 0; q < nt; q++) {
+            const uint16_t *e = ent + 3u * m;
+            uint32_t last = q;
+            while (merge && last + 1u < nt && tap[last + 1u] == tap[last] + a->s && out[last + 1u] + 1u == out[last])
+                last++;
+            if (m >= ptr[y + 1] || e[0] != tap_order(tap[last], a->k, a->s) * wmul || e[1] != out[last] * bmul ||
+                e[2] != (last - q + 1u) * nmul)
+                return SNN_E_FORMAT;
+            q = last;
+            m++;
+        }
+        if (m != ptr[y + 1]) return SNN_E_FORMAT;
+    }
+    return SNN_OK;
+}
+
+SNN_COLD static int check_conv(const uint8_t *img, uint32_t size, const snn_img_group_t *g, uint32_t n_pre,
+                               const snn_img_pop_t *post) {
+    const snn_img_conv_t *c;
+    snn_axis_t rows, cols;
+    uint32_t opg, cin_g, hwc;
+    int rc;
+    if (g->flags != SNN_G_CONV || g->delay != 0 || g->idx_off || g->segptr_off || g->seg_off) return SNN_E_FORMAT;
+    if (g->wkind != SNN_W_S8 && g->wkind != SNN_W_S16) return SNN_E_FORMAT;
+    if (!in_image(size, g->row_off, sizeof(snn_img_conv_t), 4)) return SNN_E_SIZE;
+    c = (const snn_img_conv_t *)(const void *)(img + g->row_off);
+    if ((uint32_t)c->c_in * c->h_in * c->w_in != n_pre || (uint32_t)c->c_out * c->h_out * c->w_out != post->n)
+        return SNN_E_FORMAT;
+    if (!c->groups || c->c_in % c->groups || c->c_out % c->groups || !c->kh || !c->kw || !c->sy || !c->sx ||
+        !c->dy || !c->dx || !c->pkh || !c->pkw || !c->psy || !c->psx || !c->hp || !c->wp)
+        return SNN_E_FORMAT;
+    hwc = (post->flags & SNN_POPF_HWC) ? 1u : 0u;
+    if (c->layout != hwc || c->reserved[0] || c->reserved[1] || c->reserved[2]) return SNN_E_FORMAT;
+    opg = c->c_out / c->groups;
+    cin_g = c->c_in / c->groups;
+    if ((uint64_t)c->c_out * cin_g * c->kh * c->kw != g->n_syn || (uint64_t)c->kh * c->kw * opg > 65535u)
+        return SNN_E_FORMAT;
+    if (!in_image(size, g->w_off, (uint64_t)g->n_syn * wsize(g->wkind), wsize(g->wkind))) return SNN_E_SIZE;
+    rows.n = c->h_in, rows.k = c->kh, rows.s = c->sy, rows.p = c->py, rows.d = c->dy;
+    rows.pk = c->pkh, rows.ps = c->psy, rows.pp = c->ppy, rows.np = c->hp, rows.no = c->h_out;
+    cols.n = c->w_in, cols.k = c->kw, cols.s = c->sx, cols.p = c->px, cols.d = c->dx;
+    cols.pk = c->pkw, cols.ps = c->psx, cols.pp = c->ppx, cols.np = c->wp, cols.no = c->w_out;
+    /* kernel rows always merge (their weights and sums are a fixed stride apart); columns where the
+     * sums are adjacent too */
+    rc = conv_table_ok(img, size, c->rows_off, &rows, (uint32_t)c->kw * opg, (uint32_t)c->w_out * (hwc ? c->c_out : 1u),
+                       1u, 1);
+    if (rc != SNN_OK) return rc;
+    return conv_table_ok(img, size, c->cols_off, &cols, opg, hwc ? c->c_out : 1u, opg, hwc && c->groups == 1u);
+}
+
+/* slots: the ring's length, 1 for a pulled group (its spikes land in the scratch, delay 0) */
+SNN_COLD static int check_group(const uint8_t *img, uint32_t size, const snn_img_pop_t *pops, const snn_img_group_t *g,
+                       uint32_t post, uint32_t slots) {
     uint32_t n_pre, n_post, j, k, ws;
-    if (g->pre >= h->n_pops || g->ring >= h->n_rings || g->wkind > SNN_W_S16) return SNN_E_FORMAT;
-    if (g->flags & ~(uint8_t)(SNN_G_IDX16 | SNN_G_SEGMENTED | SNN_G_DENSE | SNN_G_DELAYS)) return SNN_E_FORMAT;
+    if (g->wkind > SNN_W_S16) return SNN_E_FORMAT;
+    if (g->flags & ~(uint8_t)(SNN_G_IDX16 | SNN_G_SEGMENTED | SNN_G_DENSE | SNN_G_DELAYS | SNN_G_CONV))
+        return SNN_E_FORMAT;
+    n_pre = pops[g->pre].n;
+    n_post = pops[post].n;
+    if (g->flags & SNN_G_CONV) return check_conv(img, size, g, n_pre, &pops[post]);
     if ((g->flags & SNN_G_DELAYS) && ((g->flags & (SNN_G_SEGMENTED | SNN_G_DENSE)) || g->wkind == SNN_W_N8 ||
                                       g->wkind == SNN_W_S16))
         return SNN_E_FORMAT;
-    r = &rings[g->ring];
-    n_pre = pops[g->pre].n;
-    n_post = pops[r->post].n;
     ws = wsize(g->wkind);
     if (!in_image(size, g->w_off, (uint64_t)g->n_syn * ws, ws)) return SNN_E_SIZE;
     if (g->flags & SNN_G_DENSE) {
-        if (g->flags != SNN_G_DENSE || (uint64_t)n_pre * n_post != g->n_syn || g->delay >= r->slots)
+        if (g->flags != SNN_G_DENSE || (uint64_t)n_pre * n_post != g->n_syn || g->delay >= slots)
             return SNN_E_FORMAT;
         return SNN_OK;
     }
@@ -131,8 +260,8 @@ static int check_group(const uint8_t *img, uint32_t size, const snn_img_header_t
     if (g->flags & SNN_G_DELAYS) {
         if (!in_image(size, g->seg_off, g->n_syn, 1)) return SNN_E_SIZE;
         for (k = 0; k < g->n_syn; k++)
-            if (img[g->seg_off + k] >= r->slots) return SNN_E_FORMAT;
-    } else if (!(g->flags & SNN_G_SEGMENTED) && g->delay >= r->slots) {
+            if (img[g->seg_off + k] >= slots) return SNN_E_FORMAT;
+    } else if (!(g->flags & SNN_G_SEGMENTED) && g->delay >= slots) {
         return SNN_E_FORMAT;
     }
     if (!(g->flags & SNN_G_SEGMENTED)) {
@@ -156,7 +285,7 @@ static int check_group(const uint8_t *img, uint32_t size, const snn_img_header_t
             if (s1 < s0 || s1 > n_seg) return SNN_E_FORMAT;
             for (k = s0; k < s1; k++) {
                 uint32_t base = (uint32_t)seg[k].block << 8, c;
-                if (seg[k].delay >= r->slots) return SNN_E_FORMAT;
+                if (seg[k].delay >= slots) return SNN_E_FORMAT;
                 if ((g->flags & SNN_G_IDX16) && seg[k].block) return SNN_E_FORMAT;
                 if ((uint64_t)syn + seg[k].count > end) return SNN_E_FORMAT;
                 for (c = 0; c < seg[k].count; c++, syn++) {
@@ -172,14 +301,84 @@ static int check_group(const uint8_t *img, uint32_t size, const snn_img_header_t
     return SNN_OK;
 }
 
-int snn_validate(const uint8_t *img, uint32_t size, uint32_t board_id, uint32_t *arena_need) {
+/* position of LIF population p in the update order (validated: exactly once) */
+SNN_COLD static uint32_t order_pos(const uint16_t *order, uint32_t n_lif, uint32_t p) {
+    uint32_t k;
+    for (k = 0; k < n_lif; k++)
+        if (order[k] == p) return k;
+    return n_lif;
+}
+
+SNN_COLD static int check_pops(const snn_img_header_t *h, const uint8_t *img, uint32_t size, const snn_img_pop_t *pops,
+                      const snn_img_ring_t *rings, uint32_t n_push, snn_sizes_t *z, uint32_t *n_lif,
+                      uint32_t *max_pop) {
+    const uint32_t dmax = (1u << h->decay_bits) - 1u;
+    uint32_t p, r, gi, n_state = 0, n_neurons = 0, groups = 0, n_rings = 0;
+    z->n_u = z->bit_words = z->in_bytes = z->in_words = 0;
+    *n_lif = *max_pop = 0;
+    for (p = 0; p < h->n_pops; p++) {
+        const snn_img_pop_t *q = &pops[p];
+        if (q->kind > SNN_POP_LIF || q->n == 0) return SNN_E_FORMAT;
+        if (q->flags & ~(uint8_t)(SNN_POPF_OUTPUT | SNN_POPF_BIAS | SNN_POPF_U | SNN_POPF_HWC)) return SNN_E_FORMAT;
+        /* channel-last arrivals: one ring, the pulled one (its groups are checked with the rings) */
+        if ((q->flags & SNN_POPF_HWC) && (q->n_rings != 1u || rings[q->first_ring].slots != 0)) return SNN_E_FORMAT;
+        if ((uint32_t)q->first_group + q->n_groups > n_push) return SNN_E_FORMAT;
+        if ((uint32_t)q->first_ring + q->n_rings > h->n_rings) return SNN_E_FORMAT;
+        for (gi = q->first_group; gi < (uint32_t)q->first_group + q->n_groups; gi++)
+            if (((const snn_img_group_t *)(const void *)(img + h->groups_off))[gi].pre != p) return SNN_E_FORMAT;
+        for (r = q->first_ring; r < (uint32_t)q->first_ring + q->n_rings; r++)
+            if (rings[r].post != p || (rings[r].slots == 0 && r != q->first_ring)) return SNN_E_FORMAT;
+        groups += q->n_groups;
+        n_rings += q->n_rings;
+        n_neurons += q->n;
+        if (q->n > *max_pop) *max_pop = q->n;
+        if (q->kind == SNN_POP_INPUT) {
+            if (q->n_rings || q->du || q->dv || q->vth_shifted || q->bias_off || q->v_base || q->u_base ||
+                (q->flags & (SNN_POPF_BIAS | SNN_POPF_U | SNN_POPF_HWC)))
+                return SNN_E_FORMAT;
+            z->in_bytes += align4(q->n);
+            z->in_words += bit_words(q->n);
+            continue;
+        }
+        if (q->du > dmax || q->dv > dmax || q->vth_shifted < 0 || q->v_base != n_state) return SNN_E_FORMAT;
+        if ((uint32_t)q->vth_shifted & ((1u << h->threshold_shift) - 1u)) return SNN_E_FORMAT; /* not vth << shift */
+        /* u is stored exactly when it keeps state: decay(u, du + 1) is 0 for every u when du + 1 = 2^db */
+        if (!(q->flags & SNN_POPF_U) != (q->du == dmax)) return SNN_E_FORMAT;
+        if (q->flags & SNN_POPF_U) {
+            if (q->u_base != z->n_u) return SNN_E_FORMAT;
+            z->n_u += q->n;
+        } else if (q->u_base) {
+            return SNN_E_FORMAT;
+        }
+        if (q->flags & SNN_POPF_BIAS) {
+            const int32_t *b;
+            uint32_t i;
+            if (!in_image(size, q->bias_off, 4ull * q->n, 4)) return SNN_E_SIZE;
+            b = (const int32_t *)(const void *)(img + q->bias_off);
+            for (i = 0; i < q->n; i++)
+                if (b[i] > (1 << 28) || b[i] < -(1 << 28)) return SNN_E_FORMAT;
+        } else if (q->bias_off) {
+            return SNN_E_FORMAT;
+        }
+        n_state += q->n;
+        z->bit_words += bit_words(q->n);
+        (*n_lif)++;
+    }
+    /* every pushed group is out of some population, every ring into one */
+    if (groups != n_push || n_rings != h->n_rings || n_state != h->n_state || n_neurons != h->n_neurons)
+        return SNN_E_FORMAT;
+    return SNN_OK;
+}
+
+SNN_COLD int snn_validate(const uint8_t *img, uint32_t size, uint32_t board_id, uint32_t *arena_need) {
     const snn_img_header_t *h = (const snn_img_header_t *)(const void *)img;
     const snn_img_pop_t *pops;
     const snn_img_ring_t *rings;
     const snn_img_group_t *groups;
-    uint32_t p, r, gi, n_state = 0, n_neurons = 0, max_lif = 0, need;
+    const uint16_t *order;
+    snn_sizes_t z;
+    uint32_t r, gi, k, n_push, n_lif, max_pop, max_pull = 0, need, pulled = 0;
     uint64_t ring_words = 0;
-    uint32_t dmax;
     int rc;
     /* magic, version and header size first (they sit in the first 8 bytes of every format version):
      * an image of another version is refused as such, whatever its size */
@@ -196,8 +395,7 @@ int snn_validate(const uint8_t *img, uint32_t size, uint32_t board_id, uint32_t 
         h->state_bits < SNN_IMG_STATE_BITS_MIN || h->state_bits > SNN_IMG_STATE_BITS_MAX ||
         h->activation_shift > SNN_IMG_ACTIVATION_SHIFT_MAX || h->threshold_shift > SNN_IMG_THRESHOLD_SHIFT_MAX)
         return SNN_E_WIDTHS;
-    if (h->reserved != 0 || h->n_pops == 0) return SNN_E_FORMAT;
-    dmax = (1u << h->decay_bits) - 1u;
+    if (h->reserved != 0 || h->flags != 0 || h->n_pops == 0) return SNN_E_FORMAT;
     if (!in_image(size, h->pops_off, (uint64_t)h->n_pops * sizeof(snn_img_pop_t), 4) ||
         !in_image(size, h->rings_off, (uint64_t)h->n_rings * sizeof(snn_img_ring_t), 4) ||
         !in_image(size, h->groups_off, (uint64_t)h->n_groups * sizeof(snn_img_group_t), 4))
@@ -205,53 +403,72 @@ int snn_validate(const uint8_t *img, uint32_t size, uint32_t board_id, uint32_t 
     pops = (const snn_img_pop_t *)(const void *)(img + h->pops_off);
     rings = (const snn_img_ring_t *)(const void *)(img + h->rings_off);
     groups = (const snn_img_group_t *)(const void *)(img + h->groups_off);
-    for (p = 0; p < h->n_pops; p++) {
-        const snn_img_pop_t *q = &pops[p];
-        if (q->kind > SNN_POP_LIF || q->n == 0 || q->n > 65535u) return SNN_E_FORMAT;
-        if ((uint32_t)q->first_group + q->n_groups > h->n_groups) return SNN_E_FORMAT;
-        if ((uint32_t)q->first_ring + q->n_rings > h->n_rings) return SNN_E_FORMAT;
-        for (gi = q->first_group; gi < (uint32_t)q->first_group + q->n_groups; gi++)
-            if (groups[gi].pre != p) return SNN_E_FORMAT;
-        for (r = q->first_ring; r < (uint32_t)q->first_ring + q->n_rings; r++)
-            if (rings[r].post != p) return SNN_E_FORMAT;
-        n_neurons += q->n;
-        if (q->kind == SNN_POP_INPUT) {
-            if (q->n_rings || q->du || q->dv || q->vth_shifted || (q->flags & SNN_POPF_BIAS)) return SNN_E_FORMAT;
-            continue;
-        }
-        if (q->du > dmax || q->dv > dmax || q->vth_shifted < 0 || q->state_base != n_state) return SNN_E_FORMAT;
-        if ((uint32_t)q->vth_shifted & ((1u << h->threshold_shift) - 1u)) return SNN_E_FORMAT; /* not vth << shift */
-        if (q->flags & SNN_POPF_BIAS) {
-            const int32_t *b;
-            uint32_t i;
-            if (!in_image(size, q->bias_off, 4ull * q->n, 4)) return SNN_E_SIZE;
-            b = (const int32_t *)(const void *)(img + q->bias_off);
-            for (i = 0; i < q->n; i++)
-                if (b[i] > (1 << 28) || b[i] < -(1 << 28)) return SNN_E_FORMAT;
-        }
-        n_state += q->n;
-        if (q->n > max_lif) max_lif = q->n;
-    }
+    /* rings: post, shift; pushed groups come first, then the pulled ones */
     for (r = 0; r < h->n_rings; r++) {
         if (rings[r].post >= h->n_pops || pops[rings[r].post].kind != SNN_POP_LIF) return SNN_E_FORMAT;
-        if (rings[r].slots == 0 || rings[r].shift > 31 || rings[r].shift < -31) return SNN_E_FORMAT;
-        ring_words += (uint64_t)rings[r].slots * pops[rings[r].post].n;
+        if (rings[r].shift > 31 || rings[r].shift < -31) return SNN_E_FORMAT;
+        if (rings[r].slots) {
+            if (rings[r].first_group || rings[r].n_groups) return SNN_E_FORMAT;
+            ring_words += (uint64_t)rings[r].slots * pops[rings[r].post].n;
+        }
     }
-    if (n_state != h->n_state || n_neurons != h->n_neurons || max_lif != h->max_lif ||
-        ring_words != h->ring_words)
-        return SNN_E_FORMAT;
+    for (n_push = 0; n_push < h->n_groups; n_push++)
+        if (groups[n_push].ring >= h->n_rings || rings[groups[n_push].ring].slots == 0) break;
+    rc = check_pops(h, img, size, pops, rings, n_push, &z, &n_lif, &max_pop);
+    if (rc != SNN_OK) return rc;
+    if (ring_words != h->ring_words) return SNN_E_FORMAT;
+    /* the update order: every LIF population exactly once */
+    if (!in_image(size, h->order_off, 2ull * n_lif, 4)) return SNN_E_SIZE;
+    order = (const uint16_t *)(const void *)(img + h->order_off);
+    for (k = 0; k < n_lif; k++) {
+        if (order[k] >= h->n_pops || pops[order[k]].kind != SNN_POP_LIF || order_pos(order, k, order[k]) != k)
+            return SNN_E_FORMAT;
+    }
+    for (r = 0; r < h->n_rings; r++) {
+        const snn_img_ring_t *rg = &rings[r];
+        if (rg->slots) continue;
+        /* pulled: its groups contiguous in the pulled part, each from a population whose spikes of the
+         * previous step are still there when this one updates */
+        if (rg->first_group < n_push || !rg->n_groups || (uint32_t)rg->first_group + rg->n_groups > h->n_groups)
+            return SNN_E_FORMAT;
+        for (gi = rg->first_group; gi < (uint32_t)rg->first_group + rg->n_groups; gi++) {
+            const uint32_t pre = groups[gi].pre;
+            if (groups[gi].ring != r || pre >= h->n_pops) return SNN_E_FORMAT;
+            if (pops[rg->post].flags & SNN_POPF_HWC) {
+                /* convs only, one channel count (the update reads the scratch as [n / C][C]) */
+                const snn_img_group_t *g0 = &groups[rg->first_group];
+                if (!(groups[gi].flags & SNN_G_CONV) || !(g0->flags & SNN_G_CONV) ||
+                    !in_image(size, groups[gi].row_off, sizeof(snn_img_conv_t), 4) ||
+                    !in_image(size, g0->row_off, sizeof(snn_img_conv_t), 4) ||
+                    ((const snn_img_conv_t *)(const void *)(img + groups[gi].row_off))->c_out !=
+                        ((const snn_img_conv_t *)(const void *)(img + g0->row_off))->c_out)
+                    return SNN_E_FORMAT;
+            }
+            if (pops[pre].kind == SNN_POP_LIF && pre != rg->post &&
+                order_pos(order, n_lif, pre) <= order_pos(order, n_lif, rg->post))
+                return SNN_E_FORMAT;
+        }
+        pulled += rg->n_groups;
+        if (pops[rg->post].n > max_pull) max_pull = pops[rg->post].n;
+    }
+    if (n_push + pulled != h->n_groups) return SNN_E_FORMAT;
     for (gi = 0; gi < h->n_groups; gi++) {
-        rc = check_group(img, size, h, pops, rings, &groups[gi]);
+        const snn_img_group_t *g = &groups[gi];
+        if (g->pre >= h->n_pops || g->ring >= h->n_rings) return SNN_E_FORMAT;
+        rc = check_group(img, size, pops, g, rings[g->ring].post, rings[g->ring].slots ? rings[g->ring].slots : 1u);
         if (rc != SNN_OK) return rc;
     }
-    need = arena_layout(h);
+    /* the scratch holds the largest pulled population, and between steps any population's spike list */
+    if (h->scratch_words < max_pull || h->scratch_words < (max_pop + 1u) / 2u) return SNN_E_FORMAT;
+    if (z.n_u != h->n_u) return SNN_E_FORMAT;
+    need = arena_layout(h, &z);
     if (need != h->arena_bytes) return SNN_E_FORMAT;
     if (arena_need) *arena_need = need;
     return SNN_OK;
 }
 
-int snn_open(snn_t *e, const uint8_t *img, uint32_t size, uint32_t board_id, void *arena, uint32_t arena_size) {
-    uint32_t need = 0, r, p, words = 0, off = 0;
+SNN_COLD int snn_open(snn_t *e, const uint8_t *img, uint32_t size, uint32_t board_id, void *arena, uint32_t arena_size) {
+    uint32_t need = 0, r, p, words = 0, bits = 0, in_words = 0, cnt = 0, n_lif = 0, in_bytes = 0;
     uint8_t *a = (uint8_t *)arena;
     const snn_img_header_t *h;
     int rc = snn_validate(img, size, board_id, &need);
@@ -263,393 +480,405 @@ int snn_open(snn_t *e, const uint8_t *img, uint32_t size, uint32_t board_id, voi
     e->pops = (const snn_img_pop_t *)(const void *)(img + h->pops_off);
     e->rings = (const snn_img_ring_t *)(const void *)(img + h->rings_off);
     e->groups = (const snn_img_group_t *)(const void *)(img + h->groups_off);
-    e->u = (int32_t *)(void *)a;
-    a += 4u * h->n_state;
+    e->order = (const uint16_t *)(const void *)(img + h->order_off);
+    for (p = 0; p < h->n_pops; p++) {
+        if (e->pops[p].kind == SNN_POP_LIF) {
+            n_lif++;
+            bits += bit_words(e->pops[p].n);
+        } else {
+            in_bytes += align4(e->pops[p].n);
+            in_words += bit_words(e->pops[p].n);
+        }
+    }
+    e->n_lif = n_lif;
+    e->in_bytes = in_bytes;
+    e->in_words = in_words;
     e->v = (int32_t *)(void *)a;
     a += 4u * h->n_state;
+    e->u = (int32_t *)(void *)a;
+    a += 4u * h->n_u;
     e->ring_mem = (uint32_t *)(void *)a;
     a += 4u * h->ring_words;
     e->ring_base = (uint32_t *)(void *)a;
     a += 4u * h->n_rings;
-    e->a_in = (int32_t *)(void *)a;
-    a += 4u * h->max_lif;
-    e->spike_off = (uint32_t *)(void *)a;
-    a += 4u * h->n_pops;
+    e->scratch = (uint32_t *)(void *)a;
+    a += 4u * h->scratch_words;
     e->spike_n = (uint32_t *)(void *)a;
     a += 4u * h->n_pops;
-    e->spike_idx = (uint16_t *)(void *)a;
-    a += align4(2u * h->n_neurons);
-    e->spike_cnt = a;
+    e->bit_off = (uint32_t *)(void *)a;
+    a += 4u * h->n_pops;
+    e->cnt_off = (uint32_t *)(void *)a;
+    a += 4u * h->n_pops;
+    e->scratch_dirty = (uint32_t *)(void *)a;
+    a += 4u;
+    e->bits = (uint32_t *)(void *)a;
+    a += 4u * bits;
+    e->in_now.bits = (uint32_t *)(void *)a;
+    a += 4u * in_words;
+    e->in_prev.bits = (uint32_t *)(void *)a;
+    a += 4u * in_words;
+    e->in_now.cnt = a;
+    a += in_bytes;
+    e->in_prev.cnt = a;
     for (r = 0; r < h->n_rings; r++) {
         e->ring_base[r] = words;
         words += (uint32_t)e->rings[r].slots * e->pops[e->rings[r].post].n;
     }
-    for (p = 0; p < h->n_pops; p++) {
-        e->spike_off[p] = off;
-        off += e->pops[p].n;
+    for (p = 0, bits = 0, in_words = 0; p < h->n_pops; p++) {
+        if (e->pops[p].kind == SNN_POP_LIF) {
+            e->bit_off[p] = bits;
+            e->cnt_off[p] = 0;
+            bits += bit_words(e->pops[p].n);
+        } else {
+            e->bit_off[p] = in_words;
+            e->cnt_off[p] = cnt;
+            in_words += bit_words(e->pops[p].n);
+            cnt += align4(e->pops[p].n);
+        }
     }
     snn_reset(e);
     return SNN_OK;
 }
 
+static void zero_words(uint32_t *w, uint32_t n) {
+    while (n--) *w++ = 0;
+}
+
+SNN_COLD static void clear_inputs(const snn_t *e, snn_inputs_t *in) {
+    zero_words(in->bits, e->in_words);
+    zero_words((uint32_t *)(void *)in->cnt, e->in_bytes / 4u);
+    in->graded = 0;
+}
+
 void snn_reset(snn_t *e) {
     const snn_img_header_t *h = e->hdr;
-    uint32_t i;
-    for (i = 0; i < h->n_state; i++) e->u[i] = e->v[i] = 0;
-    for (i = 0; i < h->ring_words; i++) e->ring_mem[i] = 0;
-    for (i = 0; i < h->n_pops; i++) e->spike_n[i] = 0;
+    uint32_t p;
+    zero_words((uint32_t *)(void *)e->v, h->n_state);
+    zero_words((uint32_t *)(void *)e->u, h->n_u);
+    zero_words(e->ring_mem, h->ring_words);
+    zero_words(e->scratch, h->scratch_words);
+    zero_words(e->spike_n, h->n_pops);
+    *e->scratch_dirty = 0;
+    for (p = 0; p < h->n_pops; p++)
+        if (e->pops[p].kind == SNN_POP_LIF) zero_words(e->bits + e->bit_off[p], bit_words(e->pops[p].n));
+    clear_inputs(e, &e->in_now);
+    clear_inputs(e, &e->in_prev);
     e->t = 0;
-    e->graded = 0;
     e->stats.steps = e->stats.synapse_ops = e->stats.neuron_updates = 0;
     e->stats.spikes_in = e->stats.spikes_out = 0;
 }
 
 void snn_clear_inputs(snn_t *e) {
     uint32_t p;
-    e->graded = 0;
-    for (p = 0; p < e->hdr->n_pops; p++)
-        if (e->pops[p].kind == SNN_POP_INPUT) e->spike_n[p] = 0;
+    for (p = 0; p < e->hdr->n_pops; p++) {
+        if (e->pops[p].kind != SNN_POP_INPUT || !e->spike_n[p]) continue;
+        zero_words(e->in_now.bits + e->bit_off[p], bit_words(e->pops[p].n));
+        zero_words((uint32_t *)(void *)(e->in_now.cnt + e->cnt_off[p]), align4(e->pops[p].n) / 4u);
+        e->spike_n[p] = 0;
+    }
+    e->in_now.graded = 0;
 }
 
 int snn_input(snn_t *e, uint32_t pop, uint32_t neuron, uint32_t count) {
-    uint32_t n, off;
+    uint8_t *c;
     if (pop >= e->hdr->n_pops || e->pops[pop].kind != SNN_POP_INPUT) return SNN_E_INPUT;
     if (neuron >= e->pops[pop].n || count == 0 || count > 255u) return SNN_E_INPUT;
-    n = e->spike_n[pop];
-    off = e->spike_off[pop];
-    if (n && e->spike_idx[off + n - 1] >= neuron) return SNN_E_INPUT; /* strictly ascending: no overflow */
-    e->spike_idx[off + n] = (uint16_t)neuron;
-    e->spike_cnt[off + n] = (uint8_t)count;
-    e->spike_n[pop] = n + 1;
+    c = e->in_now.cnt + e->cnt_off[pop] + neuron;
+    if (*c) return SNN_E_INPUT; /* once per step */
+    *c = (uint8_t)count;
+    e->in_now.bits[e->bit_off[pop] + (neuron >> 5)] |= 1u << (neuron & 31u);
+    e->in_now.graded |= count > 1u;
+    e->spike_n[pop]++;
     e->stats.spikes_in += count;
-    if (count > 1u) e->graded = 1;
     return SNN_OK;
 }
 
+/* ---- spike sources: a LIF population's bitmap or an input's counts, decoded in chunks ---- */
+
+typedef struct {
+    const uint32_t *bits; /* the population's bitmap words */
+    const uint8_t *cnt;   /* input: its counts (zero padded to 4 bytes), when graded; else NULL */
+    uint32_t end;         /* words (bitmap) or bytes (counts) */
+    uint32_t pos;         /* next word or byte */
+    uint32_t pending;     /* bitmap: bits of word pos - 1 not yet taken */
+} snn_source_t;
+
+/* a LIF population's bitmap, or an input's spikes of `in`: its bitmap if every count is 1, else its counts */
+static void source_init(const snn_t *e, uint32_t p, const snn_inputs_t *in, snn_source_t *s) {
+    const snn_img_pop_t *q = &e->pops[p];
+    s->pos = 0;
+    s->pending = 0;
+    s->cnt = NULL;
+    s->end = bit_words(q->n);
+    if (q->kind == SNN_POP_LIF) {
+        s->bits = e->bits + e->bit_off[p];
+    } else {
+        s->bits = in->bits + e->bit_off[p];
+        if (in->graded) {
+            s->cnt = in->cnt + e->cnt_off[p];
+            s->end = align4(q->n);
+        }
+    }
+}
+
+/* Up to SNN_CHUNK spikes, ascending; *graded = some count > 1 (cnt filled from counts only). */
+SNN_INLINE uint32_t source_next(snn_source_t *s, uint16_t *idx, uint8_t *cnt, uint32_t *graded) {
+    uint32_t n = 0;
+    *graded = 0;
+    if (!s->cnt) {
+        uint32_t w = s->pending, k = s->pos;
+        while (n < SNN_CHUNK) {
+            if (!w) {
+                if (k == s->end) break;
+                w = s->bits[k++];
+                continue;
+            }
+            idx[n++] = (uint16_t)(((k - 1u) << 5) + SNN_CTZ(w));
+            w &= w - 1u;
+        }
+        s->pending = w;
+        s->pos = k;
+        return n;
+    }
+    /* graded inputs (rare): the counts, byte by byte, whole words at a time */
+    while (n + 4u <= SNN_CHUNK && s->pos < s->end) {
+        const uint8_t *c = s->cnt + s->pos;
+        uint32_t k;
+        for (k = 0; k < 4u; k++) {
+            if (!c[k]) continue;
+            idx[n] = (uint16_t)(s->pos + k);
+            cnt[n] = c[k];
+            *graded |= c[k] > 1u;
+            n++;
+        }
+        s->pos += 4u;
+    }
+    return n;
+}
+
 const uint16_t *snn_spikes(const snn_t *e, uint32_t pop, uint32_t *n) {
-    *n = e->spike_n[pop];
-    return e->spike_idx + e->spike_off[pop];
+    uint16_t *out = (uint16_t *)(void *)e->scratch;
+    uint8_t cnt[SNN_CHUNK];
+    snn_source_t s;
+    uint32_t k = 0, m, graded;
+    /* after a step the bitmaps hold its LIF spikes and in_prev its inputs */
+    source_init(e, pop, &e->in_prev, &s);
+    while ((m = source_next(&s, out + k, cnt, &graded)) != 0) k += m;
+    if ((k + 1u) / 2u > *e->scratch_dirty) *e->scratch_dirty = (k + 1u) / 2u;
+    *n = k;
+    return out;
 }
 
 /* ---- neuron update ---- */
 
-SNN_UPDATE void snn_update_pop(snn_t *e, uint32_t p) {
-    const snn_img_pop_t *q = &e->pops[p];
+/* One population's neurons: acc (the summed, shifted arrivals; cleared as read), u or none. Neuron
+ * (c, p) of a (C, n / C) population reads acc[p * C + c]: C = 1 is the population's own order, C > 1 a
+ * channel-last scratch (SNN_POPF_HWC). */
+SNN_INLINE uint32_t update_loop(snn_t *e, const snn_img_pop_t *q, uint32_t *acc, uint32_t cstep, int32_t *u,
+                                uint32_t *bits, const int has_u, const int hwc) {
     const uint32_t n = q->n;
-    uint32_t *a = (uint32_t *)(void *)e->a_in;
-    int32_t *u = e->u + q->state_base, *v = e->v + q->state_base;
+    int32_t *v = e->v + q->v_base;
     const int32_t *bias = (q->flags & SNN_POPF_BIAS) ? (const int32_t *)(const void *)(e->img + q->bias_off) : NULL;
     /* the header's widths; validated: 1 <= db <= 16, du, dv < 2^db, act <= 31 */
     const uint32_t db = e->hdr->decay_bits, hi_shift = 32u - db, act = e->hdr->activation_shift;
     const uint32_t fu = (1u << db) - ((uint32_t)q->du + 1u), fv = (1u << db) - (uint32_t)q->dv;
     const int32_t vth = q->vth_shifted;
     const int32_t smax = (int32_t)1 << (e->hdr->state_bits - 1), vmax = smax - 1;
-    uint16_t *out = e->spike_idx + e->spike_off[p];
-    uint32_t i, r, ns = 0;
-    /* arrivals: read slot t of every ring into this population, shift, and clear it */
-    if (q->n_rings == 0)
-        for (i = 0; i < n; i++) a[i] = 0;
-    for (r = q->first_ring; r < (uint32_t)q->first_ring + q->n_rings; r++) {
-        const snn_img_ring_t *rg = &e->rings[r];
-        uint32_t *src = e->ring_mem + e->ring_base[r] + (e->t % rg->slots) * n;
-        const int32_t sh = rg->shift;
-        if (r == q->first_ring) {
-            for (i = 0; i < n; i++) { a[i] = arrive(src[i], sh); src[i] = 0; }
-        } else {
-            for (i = 0; i < n; i++) { a[i] += arrive(src[i], sh); src[i] = 0; }
+    const uint32_t plane = n / cstep;
+    uint32_t i0, ns = 0, left = plane, *pa = acc, *col = acc;
+    for (i0 = 0; i0 < n; i0 += 32u) {
+        const uint32_t i1 = n - i0 < 32u ? n : i0 + 32u;
+        uint32_t i, word = 0;
+        for (i = i0; i < i1; i++) {
+            const uint32_t a = hwc ? *pa : acc[i];
+            int32_t c, w, s, x;
+            if (hwc) {
+                *pa = 0;
+                if (--left) {
+                    pa += cstep;
+                } else {
+                    left = plane;
+                    pa = ++col;
+                }
+            } else {
+                acc[i] = 0;
+            }
+            /* u: int32 arithmetic (the uint32 shift and sum wrap mod 2^32, as the reference's wrap to 32
+             * bits), then Lava's literal state wrap (one correction each way). Without stored u,
+             * decay(u, du + 1) is 0 (du + 1 = 2^db). */
+            c = u2i((has_u ? (uint32_t)decay(u[i], fu, db, hi_shift) : 0u) + (a << act));
+            w = c;
+            if (c > smax) w = u2i((uint32_t)c - 2u * (uint32_t)smax);
+            if (w <= -smax) w = u2i((uint32_t)c + 2u * (uint32_t)smax);
+            if (has_u) u[i] = w;
+            /* v: |decay(v) + bias| < 2^29, so clamping u to +-2^30 first keeps the sum in int32 and
+             * gives the same clipped result as the reference's int64 sum */
+            s = decay(v[i], fv, db, hi_shift) + (bias ? bias[i] : 0);
+            x = w > (1 << 30) ? (1 << 30) : (w < -(1 << 30) ? -(1 << 30) : w);
+            x += s;
+            if (x > vmax) x = vmax;
+            if (x < -vmax) x = -vmax;
+            if (x > vth) {
+                x = 0;
+                word |= 1u << (i - i0);
+                ns++;
+            }
+            v[i] = x;
+        }
+        bits[i0 >> 5] = word;
+    }
+    return ns;
+}
+
+SNN_UPDATE void snn_update_pop(snn_t *e, uint32_t p) {
+    const snn_img_pop_t *q = &e->pops[p];
+    const uint32_t n = q->n;
+    int32_t *u = (q->flags & SNN_POPF_U) ? e->u + q->u_base : NULL;
+    uint32_t *bits = e->bits + e->bit_off[p];
+    uint32_t *acc = e->scratch, cstep = 1, i, r, ns;
+    /* arrivals: the pulled scratch or the first ring's slot t, plus every further ring's slot t; each
+     * ring's raw sum is shifted by its own shift (no pass when there is one ring and no shift). Without
+     * rings, the scratch: it is zero between populations. */
+    if (q->n_rings) {
+        const snn_img_ring_t *rg = &e->rings[q->first_ring];
+        int32_t sh = rg->shift;
+        acc = rg->slots ? e->ring_mem + e->ring_base[q->first_ring] + (e->t % rg->slots) * n : e->scratch;
+        if (q->n_rings > 1u || sh) {
+            for (i = 0; i < n; i++) acc[i] = arrive(acc[i], sh);
+        }
+        for (r = q->first_ring + 1u; r < (uint32_t)q->first_ring + q->n_rings; r++) {
+            const snn_img_ring_t *o = &e->rings[r];
+            uint32_t *src = e->ring_mem + e->ring_base[r] + (e->t % o->slots) * n;
+            sh = o->shift;
+            for (i = 0; i < n; i++) {
+                acc[i] += arrive(src[i], sh);
+                src[i] = 0;
+            }
         }
     }
-    for (i = 0; i < n; i++) {
-        /* u: int32 arithmetic (the uint32 shift and sum wrap mod 2^32, as the reference's wrap to 32 bits),
-         * then Lava's literal state wrap (one correction each way) */
-        int32_t c = u2i((uint32_t)decay(u[i], fu, db, hi_shift) + (a[i] << act));
-        int32_t w = c, s, x;
-        if (c > smax) w = u2i((uint32_t)c - 2u * (uint32_t)smax);
-        if (w <= -smax) w = u2i((uint32_t)c + 2u * (uint32_t)smax);
-        u[i] = w;
-        /* v: |decay(v) + bias| < 2^29, so clamping u to +-2^30 first keeps the sum in int32 and
-         * gives the same clipped result as the reference's int64 sum */
-        s = decay(v[i], fv, db, hi_shift) + (bias ? bias[i] : 0);
-        x = w > (1 << 30) ? (1 << 30) : (w < -(1 << 30) ? -(1 << 30) : w);
-        x += s;
-        if (x > vmax) x = vmax;
-        if (x < -vmax) x = -vmax;
-        if (x > vth) {
-            x = 0;
-            out[ns++] = (uint16_t)i;
-        }
-        v[i] = x;
+    if (q->flags & SNN_POPF_HWC) {
+        /* channel-last: C is the c_out of its convs (validated: all the same) */
+        const snn_img_group_t *g = &e->groups[e->rings[q->first_ring].first_group];
+        cstep = ((const snn_img_conv_t *)(const void *)(e->img + g->row_off))->c_out;
     }
+    if (cstep > 1u)
+        ns = u ? update_loop(e, q, acc, cstep, u, bits, 1, 1) : update_loop(e, q, acc, cstep, NULL, bits, 0, 1);
+    else
+        ns = u ? update_loop(e, q, acc, 1u, u, bits, 1, 0) : update_loop(e, q, acc, 1u, NULL, bits, 0, 0);
     e->spike_n[p] = ns;
     e->stats.neuron_updates += n;
     e->stats.spikes_out += ns;
 }
 
-/* ---- synaptic delivery ----
- * One kernel per (index width, weight kind): 8 synapses per iteration (load index, load weight, load,
- * add, store: 5 instructions each on the M4), the remainder through a fall-through switch. The row
- * loops are separate functions per encoding so each keeps its pointers in registers; all of them
- * live in section .text.snn_deliver, whose bounds the instruction-count bench measures. */
+#include "snn_kernels.h" /* rows and convolutions: static, section .text.snn_deliver */
 
-#define B8(OP, k) b[ix[k]] OP (uint32_t)(int32_t)w[k]
-#define KERNEL(NAME, IT, WT, OP)                                                                           \
-    SNN_INLINE void NAME(uint32_t *restrict b, const IT *restrict ix, const WT *restrict w, uint32_t n) {   \
-        const IT *end = ix + (n & ~7u);                                                                    \
-        while (ix != end) {                                                                                \
-            B8(OP, 0); B8(OP, 1); B8(OP, 2); B8(OP, 3); B8(OP, 4); B8(OP, 5); B8(OP, 6); B8(OP, 7);        \
-            ix += 8;                                                                                       \
-            w += 8;                                                                                        \
-        }                                                                                                  \
-        switch (n & 7u) {                                                                                  \
-        case 7: B8(OP, 6); SNN_FALLTHROUGH;                                                                \
-        case 6: B8(OP, 5); SNN_FALLTHROUGH;                                                                \
-        case 5: B8(OP, 4); SNN_FALLTHROUGH;                                                                \
-        case 4: B8(OP, 3); SNN_FALLTHROUGH;                                                                \
-        case 3: B8(OP, 2); SNN_FALLTHROUGH;                                                                \
-        case 2: B8(OP, 1); SNN_FALLTHROUGH;                                                                \
-        case 1: B8(OP, 0); SNN_FALLTHROUGH;                                                                \
-        default: break;                                                                                    \
-        }                                                                                                  \
+/* One list of binary spikes of group g into base (a ring slot or the scratch) or, for delays,
+ * slot_base[d]. Returns the synapse cells processed. */
+static SNN_DELIVER uint32_t deliver_list(const snn_t *e, const snn_img_group_t *g, uint32_t *base,
+                                         uint32_t *const *slot_base, const uint16_t *list, uint32_t ns) {
+    const uint8_t *img = e->img;
+    const uint32_t idx16 = (g->flags & SNN_G_IDX16) ? 1u : 0u;
+    const uint32_t *rp = (const uint32_t *)(const void *)(img + g->row_off);
+    if (g->flags & SNN_G_CONV)
+        return conv_spikes(base, img, (const snn_img_conv_t *)(const void *)(img + g->row_off), g->wkind,
+                           img + g->w_off, list, ns);
+    if (g->flags & SNN_G_DELAYS)
+        return idx16 ? (g->wkind == SNN_W_U8 ? dly_i16_u8 : dly_i16_s8)(slot_base, list, ns, rp, img + g->seg_off,
+                                                                       img + g->idx_off, img + g->w_off)
+                     : (g->wkind == SNN_W_U8 ? dly_i8_u8 : dly_i8_s8)(slot_base, list, ns, rp, img + g->seg_off,
+                                                                     img + g->idx_off, img + g->w_off);
+    if (g->flags & SNN_G_SEGMENTED)
+        return rows_seg[idx16][g->wkind](slot_base, list, ns, rp, (const uint32_t *)(const void *)(img + g->segptr_off),
+                                         (const snn_img_seg_t *)(const void *)(img + g->seg_off), img + g->idx_off,
+                                         img + g->w_off);
+    if (g->flags & SNN_G_DENSE)
+        return rows_dense[g->wkind](base, list, ns, e->pops[e->rings[g->ring].post].n, img + g->w_off);
+    return rows_simple[idx16][g->wkind](base, list, ns, rp, img + g->idx_off, img + g->w_off);
+}
+
+/* One group: every spike of its pre population (from `counts` if an input). Binary chunks go to the
+ * kernels whole; a chunk with a count > 1 (graded input) spike by spike, count times: the kernels have
+ * no count loop. */
+static SNN_DELIVER uint32_t deliver_group(const snn_t *e, const snn_img_group_t *g, const snn_inputs_t *in,
+                                          uint32_t *base, uint32_t *const *slot_base) {
+    uint16_t list[SNN_CHUNK];
+    uint8_t cnt[SNN_CHUNK];
+    snn_source_t src;
+    uint32_t ns, graded, ops = 0, q, r;
+    source_init(e, g->pre, in, &src);
+    while ((ns = source_next(&src, list, cnt, &graded)) != 0) {
+        if (!graded) {
+            ops += deliver_list(e, g, base, slot_base, list, ns);
+            continue;
+        }
+        for (q = 0; q < ns; q++)
+            for (r = 0; r < cnt[q]; r++) ops += deliver_list(e, g, base, slot_base, list + q, 1u);
     }
+    return ops;
+}
 
-#define D8(OP, k) b[k] OP (uint32_t)(int32_t)w[k]
-#define DENSE_KERNEL(NAME, WT, OP)                                                                         \
-    SNN_INLINE void NAME(uint32_t *restrict b, const WT *restrict w, uint32_t n) {                          \
-        const WT *end = w + (n & ~7u);                                                                     \
-        while (w != end) {                                                                                 \
-            D8(OP, 0); D8(OP, 1); D8(OP, 2); D8(OP, 3); D8(OP, 4); D8(OP, 5); D8(OP, 6); D8(OP, 7);        \
-            b += 8;                                                                                        \
-            w += 8;                                                                                        \
-        }                                                                                                  \
-        switch (n & 7u) {                                                                                  \
-        case 7: D8(OP, 6); SNN_FALLTHROUGH;                                                                \
-        case 6: D8(OP, 5); SNN_FALLTHROUGH;                                                                \
-        case 5: D8(OP, 4); SNN_FALLTHROUGH;                                                                \
-        case 4: D8(OP, 3); SNN_FALLTHROUGH;                                                                \
-        case 3: D8(OP, 2); SNN_FALLTHROUGH;                                                                \
-        case 2: D8(OP, 1); SNN_FALLTHROUGH;                                                                \
-        case 1: D8(OP, 0); SNN_FALLTHROUGH;                                                                \
-        default: break;                                                                                    \
-        }                                                                                                  \
+/* Pulled groups into p: the spikes their pre populations sent last step (inputs: in_prev; LIF
+ * populations not yet updated this step: their bitmaps), summed raw into the scratch. */
+SNN_DELIVER void snn_pull_pop(snn_t *e, uint32_t p) {
+    const snn_img_pop_t *q = &e->pops[p];
+    const snn_img_ring_t *rg;
+    uint32_t *slot0[1];
+    uint32_t gi, ops = 0;
+    if (!q->n_rings) return;
+    rg = &e->rings[q->first_ring];
+    if (rg->slots) return;
+    slot0[0] = e->scratch;
+    for (gi = rg->first_group; gi < (uint32_t)rg->first_group + rg->n_groups; gi++) {
+        const snn_img_group_t *g = &e->groups[gi];
+        if (e->spike_n[g->pre] || e->pops[g->pre].kind == SNN_POP_INPUT)
+            ops += deliver_group(e, g, &e->in_prev, e->scratch, slot0);
     }
+    e->stats.synapse_ops += ops;
+}
 
-KERNEL(k_i8_u8, uint8_t, uint8_t, +=)
-KERNEL(k_i8_n8, uint8_t, uint8_t, -=)
-KERNEL(k_i8_s8, uint8_t, int8_t, +=)
-KERNEL(k_i8_s16, uint8_t, int16_t, +=)
-KERNEL(k_i16_u8, uint16_t, uint8_t, +=)
-KERNEL(k_i16_n8, uint16_t, uint8_t, -=)
-KERNEL(k_i16_s8, uint16_t, int8_t, +=)
-KERNEL(k_i16_s16, uint16_t, int16_t, +=)
-DENSE_KERNEL(d_u8, uint8_t, +=)
-DENSE_KERNEL(d_n8, uint8_t, -=)
-DENSE_KERNEL(d_s8, int8_t, +=)
-DENSE_KERNEL(d_s16, int16_t, +=)
-
-/* A delay per synapse: base = slot_base[delay]; b[idx] += w. 7 instructions per synapse; used where
- * delay segments would be too short to pay for their headers. Unrolled by 4 (code size). */
-#define P4(OP, k) sb[dl[k]][ix[k]] OP (uint32_t)(int32_t)w[k]
-#define DELAY_KERNEL(NAME, IT, WT, OP)                                                                     \
-    SNN_INLINE void NAME(uint32_t *const *restrict sb, const IT *restrict ix, const uint8_t *restrict dl,  \
-                         const WT *restrict w, uint32_t n) {                                               \
-        const IT *end = ix + (n & ~3u);                                                                    \
-        while (ix != end) {                                                                                \
-            P4(OP, 0); P4(OP, 1); P4(OP, 2); P4(OP, 3);                                                    \
-            ix += 4;                                                                                       \
-            dl += 4;                                                                                       \
-            w += 4;                                                                                        \
-        }                                                                                                  \
-        switch (n & 3u) {                                                                                  \
-        case 3: P4(OP, 2); SNN_FALLTHROUGH;                                                                \
-        case 2: P4(OP, 1); SNN_FALLTHROUGH;                                                                \
-        case 1: P4(OP, 0); SNN_FALLTHROUGH;                                                                \
-        default: break;                                                                                    \
-        }                                                                                                  \
-    }
-
-DELAY_KERNEL(p_i8_u8, uint8_t, uint8_t, +=)
-DELAY_KERNEL(p_i8_s8, uint8_t, int8_t, +=)
-DELAY_KERNEL(p_i16_u8, uint16_t, uint8_t, +=)
-DELAY_KERNEL(p_i16_s8, uint16_t, int8_t, +=)
-
-/* Row loops. `cnt` is NULL for binary (LIF) spikes: the common path has no count loop at all.
- * They return the synapse cells processed (the STATS counter). */
-#define ROWS_SIMPLE(NAME, KERN, IT, WT)                                                                    \
-    static SNN_NOINLINE SNN_DELIVER uint32_t NAME(uint32_t *b, const uint16_t *list, const uint8_t *cnt,   \
-                                                  uint32_t ns, const uint32_t *rp, const void *ixv,         \
-                                                  const void *wv) {                                         \
-        const IT *ix = (const IT *)ixv;                                                                    \
-        const WT *w = (const WT *)wv;                                                                      \
-        const uint16_t *last = list + ns;                                                                  \
-        uint32_t ops = 0;                                                                                  \
-        if (!cnt) {                                                                                        \
-            while (list != last) {                                                                         \
-                uint32_t j = *list++, s = rp[j], n = rp[j + 1] - s;                                        \
-                ops += n;                                                                                  \
-                KERN(b, ix + s, w + s, n);                                                                 \
-            }                                                                                              \
-            return ops;                                                                                    \
-        }                                                                                                  \
-        while (list != last) {                                                                             \
-            uint32_t j = *list++, s = rp[j], n = rp[j + 1] - s, c = *cnt++;                                \
-            ops += n * c;                                                                                  \
-            while (c--) KERN(b, ix + s, w + s, n);                                                         \
-        }                                                                                                  \
-        return ops;                                                                                        \
-    }
-
-#define ROWS_DENSE(NAME, KERN, WT)                                                                         \
-    static SNN_NOINLINE SNN_DELIVER uint32_t NAME(uint32_t *b, const uint16_t *list, const uint8_t *cnt,   \
-                                                  uint32_t ns, uint32_t n_post, const void *wv) {           \
-        const WT *w = (const WT *)wv;                                                                      \
-        const uint16_t *last = list + ns;                                                                  \
-        uint32_t ops = 0;                                                                                  \
-        if (!cnt) {                                                                                        \
-            while (list != last) KERN(b, w + (uint32_t)*list++ * n_post, n_post);                           \
-            return ns * n_post;                                                                            \
-        }                                                                                                  \
-        while (list != last) {                                                                             \
-            uint32_t j = *list++, c = *cnt++;                                                              \
-            ops += n_post * c;                                                                             \
-            while (c--) KERN(b, w + j * n_post, n_post);                                                   \
-        }                                                                                                  \
-        return ops;                                                                                        \
-    }
-
-/* segmented rows: per segment {delay, block, count}; slot_base[d] is ring slot t+1+d */
-#define ROWS_SEG(NAME, KERN, IT, WT, BLOCK)                                                                \
-    static SNN_NOINLINE SNN_DELIVER uint32_t NAME(uint32_t *const *slot_base, const uint16_t *list,        \
-                                                  const uint8_t *cnt, uint32_t ns, const uint32_t *rp,     \
-                                                  const uint32_t *sp, const snn_img_seg_t *sg,              \
-                                                  const void *ixv, const void *wv) {                        \
-        const IT *ix = (const IT *)ixv;                                                                    \
-        const WT *w = (const WT *)wv;                                                                      \
-        uint32_t ops = 0, k;                                                                               \
-        for (k = 0; k < ns; k++) {                                                                         \
-            uint32_t j = list[k], c = cnt ? cnt[k] : 1u;                                                   \
-            ops += (rp[j + 1] - rp[j]) * c;                                                                \
-            while (c--) {                                                                                  \
-                const snn_img_seg_t *q = sg + sp[j], *qe = sg + sp[j + 1];                                 \
-                uint32_t s = rp[j];                                                                        \
-                for (; q != qe; q++) {                                                                     \
-                    uint32_t *b = slot_base[q->delay] + (BLOCK ? ((uint32_t)q->block << 8) : 0u);          \
-                    KERN(b, ix + s, w + s, q->count);                                                      \
-                    s += q->count;                                                                         \
-                }                                                                                          \
-            }                                                                                              \
-        }                                                                                                  \
-        return ops;                                                                                        \
-    }
-
-#define ROWS_DELAYS(NAME, KERN, IT, WT)                                                                    \
-    static SNN_NOINLINE SNN_DELIVER uint32_t NAME(uint32_t *const *sb, const uint16_t *list,               \
-                                                  const uint8_t *cnt, uint32_t ns, const uint32_t *rp,     \
-                                                  const uint8_t *dl, const void *ixv, const void *wv) {     \
-        const IT *ix = (const IT *)ixv;                                                                    \
-        const WT *w = (const WT *)wv;                                                                      \
-        uint32_t ops = 0, k;                                                                               \
-        for (k = 0; k < ns; k++) {                                                                         \
-            uint32_t j = list[k], s = rp[j], n = rp[j + 1] - s, c = cnt ? cnt[k] : 1u;                     \
-            ops += n * c;                                                                                  \
-            while (c--) KERN(sb, ix + s, dl + s, w + s, n);                                                \
-        }                                                                                                  \
-        return ops;                                                                                        \
-    }
-
-ROWS_DELAYS(dly_i8_u8, p_i8_u8, uint8_t, uint8_t)
-ROWS_DELAYS(dly_i8_s8, p_i8_s8, uint8_t, int8_t)
-ROWS_DELAYS(dly_i16_u8, p_i16_u8, uint16_t, uint8_t)
-ROWS_DELAYS(dly_i16_s8, p_i16_s8, uint16_t, int8_t)
-ROWS_SIMPLE(rows_i8_u8, k_i8_u8, uint8_t, uint8_t)
-ROWS_SIMPLE(rows_i8_n8, k_i8_n8, uint8_t, uint8_t)
-ROWS_SIMPLE(rows_i8_s8, k_i8_s8, uint8_t, int8_t)
-ROWS_SIMPLE(rows_i8_s16, k_i8_s16, uint8_t, int16_t)
-ROWS_SIMPLE(rows_i16_u8, k_i16_u8, uint16_t, uint8_t)
-ROWS_SIMPLE(rows_i16_n8, k_i16_n8, uint16_t, uint8_t)
-ROWS_SIMPLE(rows_i16_s8, k_i16_s8, uint16_t, int8_t)
-ROWS_SIMPLE(rows_i16_s16, k_i16_s16, uint16_t, int16_t)
-ROWS_DENSE(rows_d_u8, d_u8, uint8_t)
-ROWS_DENSE(rows_d_n8, d_n8, uint8_t)
-ROWS_DENSE(rows_d_s8, d_s8, int8_t)
-ROWS_DENSE(rows_d_s16, d_s16, int16_t)
-ROWS_SEG(seg_i8_u8, k_i8_u8, uint8_t, uint8_t, 1)
-ROWS_SEG(seg_i8_n8, k_i8_n8, uint8_t, uint8_t, 1)
-ROWS_SEG(seg_i8_s8, k_i8_s8, uint8_t, int8_t, 1)
-ROWS_SEG(seg_i8_s16, k_i8_s16, uint8_t, int16_t, 1)
-ROWS_SEG(seg_i16_u8, k_i16_u8, uint16_t, uint8_t, 0)
-ROWS_SEG(seg_i16_n8, k_i16_n8, uint16_t, uint8_t, 0)
-ROWS_SEG(seg_i16_s8, k_i16_s8, uint16_t, int8_t, 0)
-ROWS_SEG(seg_i16_s16, k_i16_s16, uint16_t, int16_t, 0)
-
-typedef uint32_t (*rows_simple_fn)(uint32_t *, const uint16_t *, const uint8_t *, uint32_t, const uint32_t *,
-                                   const void *, const void *);
-typedef uint32_t (*rows_dense_fn)(uint32_t *, const uint16_t *, const uint8_t *, uint32_t, uint32_t, const void *);
-typedef uint32_t (*rows_seg_fn)(uint32_t *const *, const uint16_t *, const uint8_t *, uint32_t, const uint32_t *,
-                                const uint32_t *, const snn_img_seg_t *, const void *, const void *);
-
-/* [idx16][wkind] */
-static const rows_simple_fn rows_simple[2][4] = {{rows_i8_u8, rows_i8_n8, rows_i8_s8, rows_i8_s16},
-                                                 {rows_i16_u8, rows_i16_n8, rows_i16_s8, rows_i16_s16}};
-static const rows_dense_fn rows_dense[4] = {rows_d_u8, rows_d_n8, rows_d_s8, rows_d_s16};
-static const rows_seg_fn rows_seg[2][4] = {{seg_i8_u8, seg_i8_n8, seg_i8_s8, seg_i8_s16},
-                                           {seg_i16_u8, seg_i16_n8, seg_i16_s8, seg_i16_s16}};
-
+/* Pushed groups out of p: this step's spikes to slot t+1+d of their rings. */
 SNN_DELIVER void snn_deliver_pop(snn_t *e, uint32_t p) {
     const snn_img_pop_t *q = &e->pops[p];
-    const uint32_t ns = e->spike_n[p];
-    const uint16_t *list = e->spike_idx + e->spike_off[p];
-    /* counts only when some input this step came more than once: binary rows have no count loop */
-    const uint8_t *cnt = (q->kind == SNN_POP_INPUT && e->graded) ? e->spike_cnt + e->spike_off[p] : NULL;
-    const uint8_t *img = e->img;
     uint32_t gi, ops = 0;
-    if (ns == 0) return;
+    if (e->spike_n[p] == 0) return;
     for (gi = q->first_group; gi < (uint32_t)q->first_group + q->n_groups; gi++) {
         const snn_img_group_t *g = &e->groups[gi];
         const snn_img_ring_t *rg = &e->rings[g->ring];
         const uint32_t n_post = e->pops[rg->post].n;
         uint32_t *mem = e->ring_mem + e->ring_base[g->ring];
-        const uint32_t idx16 = (g->flags & SNN_G_IDX16) ? 1u : 0u;
+        uint32_t *slot_base[256];
+        uint32_t *base = mem + ((e->t + 1u + g->delay) % rg->slots) * n_post;
         if (g->flags & (SNN_G_SEGMENTED | SNN_G_DELAYS)) {
-            uint32_t *slot_base[256];
             uint32_t d, slot = (e->t + 1u) % rg->slots;
             for (d = 0; d < rg->slots; d++) {
                 slot_base[d] = mem + slot * n_post;
                 if (++slot == rg->slots) slot = 0;
             }
-            if (g->flags & SNN_G_DELAYS) {
-                const uint32_t *rp = (const uint32_t *)(const void *)(img + g->row_off);
-                const uint8_t *dl = img + g->seg_off;
-                if (idx16)
-                    ops += (g->wkind == SNN_W_U8 ? dly_i16_u8 : dly_i16_s8)(slot_base, list, cnt, ns, rp, dl,
-                                                                             img + g->idx_off, img + g->w_off);
-                else
-                    ops += (g->wkind == SNN_W_U8 ? dly_i8_u8 : dly_i8_s8)(slot_base, list, cnt, ns, rp, dl,
-                                                                           img + g->idx_off, img + g->w_off);
-                continue;
-            }
-            ops += rows_seg[idx16][g->wkind](slot_base, list, cnt, ns, (const uint32_t *)(const void *)(img + g->row_off),
-                                             (const uint32_t *)(const void *)(img + g->segptr_off),
-                                             (const snn_img_seg_t *)(const void *)(img + g->seg_off),
-                                             img + g->idx_off, img + g->w_off);
-        } else {
-            uint32_t *base = mem + ((e->t + 1u + g->delay) % rg->slots) * n_post;
-            if (g->flags & SNN_G_DENSE)
-                ops += rows_dense[g->wkind](base, list, cnt, ns, n_post, img + g->w_off);
-            else
-                ops += rows_simple[idx16][g->wkind](base, list, cnt, ns,
-                                                    (const uint32_t *)(const void *)(img + g->row_off),
-                                                    img + g->idx_off, img + g->w_off);
         }
+        ops += deliver_group(e, g, &e->in_now, base, slot_base);
     }
     e->stats.synapse_ops += ops;
 }
 
 void snn_step(snn_t *e) {
-    uint32_t p;
-    for (p = 0; p < e->hdr->n_pops; p++)
-        if (e->pops[p].kind == SNN_POP_LIF) snn_update_pop(e, p);
+    uint32_t k, p, d = *e->scratch_dirty;
+    snn_inputs_t prev;
+    /* the scratch is zero between populations; only snn_spikes lists leave words behind */
+    zero_words(e->scratch, d);
+    *e->scratch_dirty = 0;
+    for (k = 0; k < e->n_lif; k++) {
+        p = e->order[k];
+        snn_pull_pop(e, p);
+        snn_update_pop(e, p);
+    }
     for (p = 0; p < e->hdr->n_pops; p++) snn_deliver_pop(e, p);
-    snn_clear_inputs(e);
+    /* this step's inputs become the last step's (pulled next step); the coming step's start empty */
+    prev = e->in_prev;
+    e->in_prev = e->in_now;
+    e->in_now = prev;
+    clear_inputs(e, &e->in_now);
+    for (p = 0; p < e->hdr->n_pops; p++)
+        if (e->pops[p].kind == SNN_POP_INPUT) e->spike_n[p] = 0;
     e->t++;
     e->stats.steps++;
 }

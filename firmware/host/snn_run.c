@@ -32,7 +32,7 @@ static uint8_t *slurp(const char *path, uint32_t *len) {
 
 /* snn_status names, as runtime/serial/framing.py SNN_STATUS tells them to the user */
 static const char *status_name(int rc) {
-    static const char *const names[] = {"ok", "bad magic", "unsupported format version (compile again)",
+    static const char *const names[] = {"ok", "bad magic", "unsupported format version (this engine reads version 3: compile again)",
                                         "truncated", "CRC mismatch", "built for another board",
                                         "inconsistent tables", "arena too small", "bad input",
                                         "numeric widths the engine cannot compute exactly"};

@@ -3,7 +3,7 @@
  * Implements sync 0x7F, Get (0x00), Get Version (0x01), Get ID (0x02, PID 0x413), Read Memory (0x11),
  * Go (0x21), Write Memory (0x31) and Extended Erase (0x44), byte for byte as ST's ROM bootloader
  * answers them (AN3155 rev 14), so stm32loader and stm32flash drive it unchanged. QEMU's flash is
- * ROM, so Write Memory accepts SRAM [0x20003000, 0x20020000) and Go starts an app there; page erase
+ * ROM, so Write Memory accepts SRAM [0x20003000, 0x20030000) and Go starts an app there; page erase
  * of SRAM is acknowledged and does nothing, mass erase fills the app area with 0xFF.
  */
 #include <stdint.h>
