@@ -6,9 +6,12 @@ Writes bench/results/cortexm.json:
   are compiled into a bench image (firmware/boards/netduinoplus2/bench.c) that runs from QEMU's flash;
   a TCG plugin (firmware/tools/insncount.c, built by `make -C firmware plugin`) counts the Thumb-2
   instructions executed in the engine's delivery and neuron-update code (sections .text.snn_deliver
-  and .text.snn_update, bounds from nm), call overhead included. Events
-  are the reference's (nonzero synapses of spiking neurons, input counts included); the bench image's
-  spikes are checked against simulate_int too;
+  and .text.snn_update, bounds from nm), call overhead included. Events are the reference's (nonzero
+  synapses of spiking neurons, input counts included) that the engine delivers: a pulled projection
+  (delay 0, summed just before its population updates) never delivers the last step's spikes, which
+  would arrive after the run. The bench image's spikes are checked against simulate_int too;
+* the same for conv networks (the N-MNIST CNN, the corpus conv nets): their kernels are stored once
+  and scattered per spike, and `conv_event_share` says how many of the events are conv ones;
 * flash and RAM bytes per synapse (synaptic storage, whole image, engine arena);
 * wire bytes per spike in STEP frames (both directions, framing included) on QEMU's USART;
 * flash time of a 64 KiB image over AN3155: neurocc (stm32loader library over the socket) against
@@ -38,7 +41,8 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-GOALS = {"instructions_per_synaptic_event": 6.0, "bytes_per_synapse": 2.0, "wire_bytes_per_spike": 2.0}
+GOALS = {"instructions_per_synaptic_event": 6.0, "bytes_per_synapse": 2.0, "wire_bytes_per_spike": 2.0,
+         "nmnist_cnn_image_bytes": 128 * 1024}
 
 
 # ---- instruction counts ----
@@ -80,17 +84,23 @@ def section_ranges(elf: Path) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-def synaptic_events(inet, raster, ref) -> int:
-    """Nonzero synapses reached by each step's spikes, input counts weighted: what the engine adds."""
+def synaptic_events(inet, raster, ref, image) -> tuple[int, int]:
+    """(all, conv) nonzero synapses reached by the spikes the engine delivers, input counts weighted: a
+    pulled projection delivers steps 0..T-2 (the last step's spikes would arrive after the run)."""
     from neurocc.runtime.simulator import integer_inputs
 
     parts = integer_inputs(inet, raster)
-    total = 0
-    for proj in inet.projections:
-        fan = np.diff(proj.weights.tocsc().indptr)  # synapses per pre neuron
+    pulled = {e["projection"] for e in image.encodings if e["pulled"]}
+    total = conv = 0
+    for k, proj in enumerate(inet.projections):
+        fan = np.diff(proj.weights.tocsc().indptr)  # synapses per pre neuron (a conv's unrolled ones)
         s = parts[proj.pre] if proj.pre in parts else ref.spikes[proj.pre].astype(np.int64)
-        total += int((s * fan[None, :]).sum())
-    return total
+        if k in pulled:
+            s = s[:-1]
+        n = int((s * fan[None, :]).sum())
+        total += n
+        conv += n if proj.conv is not None else 0
+    return total, conv
 
 
 def measure_instructions(name: str, inet, raster, work: Path, plugin: Path) -> dict:
@@ -135,13 +145,14 @@ def measure_instructions(name: str, inet, raster, work: Path, plugin: Path) -> d
     assert data[pos:pos + 4] == b"END!", "bench image output out of step"
     st = dict(zip(("steps", "synapse_ops", "neuron_updates", "spikes_in", "spikes_out"),
                   struct.unpack_from("<5I", data, pos + 4), strict=True))
-    events = synaptic_events(inet, raster, ref)
+    events, conv_events = synaptic_events(inet, raster, ref, image)
     deliver, update = int(counts["deliver"]), int(counts["update"])
     return {
         "network": name, "neurons": int(inet.n_neurons), "synapses": int(inet.n_synapses), "steps": steps,
         "identical_to_reference": bool(identical),
         "encodings": sorted({f"{e['mode']}/i{e['index_bits']}/{e['weight']}" for e in image.encodings}),
-        "synaptic_events": events, "synapse_ops": st["synapse_ops"], "neuron_updates": st["neuron_updates"],
+        "synaptic_events": events, "conv_event_share": round(conv_events / max(1, events), 4),
+        "synapse_ops": st["synapse_ops"], "neuron_updates": st["neuron_updates"],
         "instructions_total": int(counts["total"]), "instructions_deliver": deliver, "instructions_update": update,
         "instructions_per_synaptic_event": round(deliver / max(1, events), 3),
         "instructions_per_synapse_op": round(deliver / max(1, st["synapse_ops"]), 3),
@@ -164,7 +175,8 @@ def bench_networks(quick: bool):
 
     target = load_target(os.environ.get("NEUROCC_CORTEXM_TARGET", "stm32f405"))
     out = []
-    for stem in (["snntorch_rlif"] if quick else ["snntorch_rlif", "norse_cubalif_mlp", "norse_conv_strided"]):
+    for stem in (["snntorch_rlif"] if quick else ["snntorch_rlif", "norse_cubalif_mlp", "norse_conv_strided",
+                                                  "sinabs_conv", "snntorch_conv"]):
         path = CORPUS / f"{stem}.nir"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -186,12 +198,28 @@ def bench_networks(quick: bool):
                           {"o": ["out"]}, {"out": ["out"]}, target.format, target.name, 1e-3)
         return name, inet, (rng.random((100, n_in)) < p).astype(np.int64)
 
+    if not quick:
+        out.append(nmnist_cnn(target))
     out.append(layer(256, 256, 1.0, 0, 0.1, "dense_256x256"))
     out.append(layer(256, 256, 0.25, 0, 0.1, "sparse_256x256_25pct"))
     if not quick:
         out.append(layer(256, 256, 0.25, 15, 0.1, "sparse_256x256_delays_0_15"))
         out.append(layer(1024, 1024, 0.05, 0, 0.05, "sparse_1024x1024_5pct"))
     return out
+
+
+def nmnist_cnn(target):
+    """The NIR paper's N-MNIST CNN (neurocc.workloads) on 20 steps of a 30% random event raster: enough for
+    every layer to spike."""
+    import neurocc
+    from neurocc.compiler.pipeline import to_integer
+    from neurocc.workloads import nmnist_cnn_graph
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = neurocc.load(nmnist_cnn_graph(seed=0), dt=1.0, discretization="exp")
+    x = (np.random.default_rng(1).random((20, 2, 34, 34)) < 0.3).astype(np.int64)
+    return "nmnist_cnn", to_integer(net, target), x
 
 
 # ---- wire bytes per spike, flash time ----
@@ -287,7 +315,10 @@ def main() -> None:
         if not args.quick:
             results["flash_64k"] = flash_time(work)
     nets = results["networks"]
+    convs = [n for n in nets if n["conv_event_share"] > 0.5]
     results["summary"] = {
+        "instructions_per_conv_synaptic_event": {n["network"]: n["instructions_per_synaptic_event"] for n in convs},
+        "conv_image_bytes": {n["network"]: n["image_bytes"] for n in convs},
         "instructions_per_synaptic_event_best": min(n["instructions_per_synaptic_event"] for n in nets),
         "instructions_per_synaptic_event_worst": max(n["instructions_per_synaptic_event"] for n in nets),
         "bytes_per_synapse_best": min(n["bytes_per_synapse"] for n in nets),
