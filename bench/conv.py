@@ -176,7 +176,9 @@ def main() -> None:
         print("nmnist_cnn: lava", flush=True)
         rows["nmnist_cnn"]["lava"] = lava_row(workloads()["nmnist_cnn"][0], args.lava_steps, args.repeats)
     cortexm = RESULTS / "cortexm.json"
-    qemu = json.loads(cortexm.read_text()).get("conv") if cortexm.exists() else None
+    summary = json.loads(cortexm.read_text()).get("summary", {}) if cortexm.exists() else {}
+    qemu = {"instructions_per_conv_synaptic_event": summary.get("instructions_per_conv_synaptic_event"),
+            "image_bytes": summary.get("conv_image_bytes"), "goal": 6.0, "source": "bench/results/cortexm.json"}
     out = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
