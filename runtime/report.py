@@ -37,8 +37,8 @@ def inspect_text(net: Network) -> str:
             params += f", bias={_range(pop.bias)}"
         rows.append([name, pop.kind, "x".join(map(str, pop.shape)), pop.size, syn,
                      f"0..{dmax}" if delays else "-", params or "-"])
-    head = (f"dt = {net.dt:g} s ({net.discretization}); {net.n_neurons} neurons, {net.n_synapses} synapses, "
-            f"inputs {net.inputs}, outputs {net.outputs}")
+    head = (f"dt = {net.dt:g} s ({net.discretization}; {net.dt_source}); {net.n_neurons} neurons, "
+            f"{net.n_synapses} synapses, inputs {net.inputs}, outputs {net.outputs}")
     proj_rows = [[p.pre, p.post, p.n_synapses, _range(p.weights.data) if p.n_synapses else "-",
                   f"{p.delays.min()}..{p.delays.max()}" if p.delays.size else "-",
                   p.conv.label if p.conv is not None else "sparse"] for p in net.projections]

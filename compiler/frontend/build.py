@@ -2,7 +2,8 @@
 
 Each phase is a function from the values before it to a new one; none changes what it is given:
 
-    resolve_timing      RawGraph, dt, convention, discretization -> Timing     (timing.py)
+    resolve_timing      RawGraph, dt, convention, discretization -> Timing: given,
+                        recorded, inferred from a signature, or assumed with one warning (timing.py)
     flatten_structure   RawGraph -> Graph: flat nodes, preds, succs; checked   (graph.py)
     read_params         Graph, Timing -> Params: checked parameter arrays      (params.py)
     infer_shapes        Graph, Params, Timing -> Shapes: shapes, Conv layouts  (shapes.py)
@@ -40,8 +41,9 @@ LINEAR_TYPES = frozenset({
 
 def build_network(raw: RawGraph, dt: float | None = None, convention: str | None = None,
                   discretization: str | None = None) -> Network:
-    timing = resolve_timing(raw, dt, convention, discretization)
     warn = Warner(raw.source, anchor=__name__)  # fix-up warnings point at this function
+    timing = resolve_timing(raw, dt, convention, discretization, warn)
+    warn.seen.update(timing.explains)  # the dt warning already said these: one warning, not three
     graph = flatten_structure(raw)
     params = read_params(graph, timing, warn)
     shapes = infer_shapes(graph, params, timing, warn)

@@ -117,4 +117,4 @@ def assemble(graph: Graph, populations: Mapping[str, Population], drives: Mappin
               if name in drives and np.any(drives[name].bias) else pop
               for name, pop in populations.items()}
     inputs = [n for n, nd in graph.nodes.items() if nd.type == "Input"]
-    return Network(biased, projections, inputs, outputs, timing.dt, timing.discretization)
+    return Network(biased, projections, inputs, outputs, timing.dt, timing.discretization, timing.source)

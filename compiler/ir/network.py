@@ -155,6 +155,7 @@ class Network:
     outputs: dict[str, str]  # NIR output node name -> population name
     dt: float
     discretization: str = "euler"  # "euler" (NIR's forward Euler) or "exp" (exact exponential)
+    dt_source: str = "given"  # where dt came from: given, recorded, inferred or assumed (inspect shows it)
 
     def incoming(self, post: str) -> list[Projection]:
         return [p for p in self.projections if p.post == post]
