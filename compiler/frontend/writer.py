@@ -49,7 +49,8 @@ def to_nir_graph(net: Network):  # -> nir.NIRGraph
     for out, pop in net.outputs.items():
         nodes[out] = nir.Output(output_type={"output": np.array(net.populations[pop].shape)})
         edges.append((pop, out))
-    metadata = {"neurocc_dt": float(net.dt), "neurocc_discretization": net.discretization}
+    metadata = {"neurocc_dt": float(net.dt), "neurocc_discretization": net.discretization,
+                "neurocc_dt_source": net.dt_source}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
 
 
