@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("model", help=".nir file")
-        sp.add_argument("--dt", type=float, default=None, help="timestep in seconds (default: the convention's)")
+        sp.add_argument("--dt", type=float, default=None,
+                        help="timestep in seconds (default: recorded in the file or inferred from its exporter's "
+                             "signature; else 1 ms with a warning)")
         sp.add_argument("--convention", default=None,
                         choices=["nir", "snntorch", "norse", "sinabs", "rockpool"],
                         help="how the exporter encoded time constants (sets dt and discretisation)")
