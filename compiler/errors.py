@@ -45,3 +45,19 @@ class ArtifactError(NeuroccError):
 
 class VerificationError(NeuroccError):
     """An executor's spikes differ from the reference simulator's."""
+
+
+class ConversionError(NeuroccError):
+    """An ANN cannot be converted to an SNN (`neurocc.convert`); the subclasses say why."""
+
+
+class UnsupportedLayerError(ConversionError, UnsupportedNodeError):
+    """An ANN layer (ONNX op or torch module) outside the set that converts to IF neurons."""
+
+
+class CalibrationError(ConversionError, InputError):
+    """The calibration set is missing, empty, or does not match the network's input."""
+
+
+class NonFiniteError(ConversionError, ParameterError):
+    """A weight, or an activation on the calibration set, is NaN or infinite."""
