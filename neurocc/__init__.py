@@ -5,17 +5,22 @@ from __future__ import annotations
 from .api import QuantizationReport, VerifyReport, compile, quantization_report, verify  # noqa: E402
 from .compiler.errors import (
     ArtifactError,
+    CalibrationError,
+    ConversionError,
     GraphError,
     InputError,
     ModelFileError,
     NeuroccError,
+    NonFiniteError,
     ParameterError,
     QuantizationError,
     TargetError,
+    UnsupportedLayerError,
     UnsupportedNodeError,
     VerificationError,
 )
 from .compiler.frontend import NeuroccWarning, load, save
+from .compiler.frontend.convert import convert
 from .compiler.ir import Network, Population, Projection
 from .runtime.simulator import SimResult, simulate_float, simulate_int
 
@@ -24,6 +29,7 @@ __all__ = [
     "ParameterError", "Population", "Projection", "QuantizationError", "SimResult", "TargetError",
     "UnsupportedNodeError", "VerificationError", "load", "save", "simulate", "simulate_float",
     "simulate_int", "compile", "verify", "quantization_report", "QuantizationReport", "VerifyReport",
+    "convert", "ConversionError", "CalibrationError", "NonFiniteError", "UnsupportedLayerError",
 ]
 
 

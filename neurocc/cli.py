@@ -183,6 +183,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .compiler.frontend.convert import convert_file
+
+    out = convert_file(args.model, args.calibration, args.output, percentile=args.percentile, steps=args.steps)
+    print(f"converted {args.model} -> {out} (IF SNN, {args.percentile:g}th-percentile normalisation, "
+          f"rate-coded input over {args.steps} steps)")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from .compiler.backend import backend_for, families
     from .compiler.targets.target import load_target, shipped_targets
@@ -283,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("emulate", help="Cortex-M: build firmware, start QEMU netduinoplus2, flash, serve its port")
     sp.add_argument("out_dir")
     sp.set_defaults(func=cmd_emulate)
+
+    sp = sub.add_parser("convert", help="ReLU ANN (ONNX) -> IF SNN in NIR, normalised on a calibration set")
+    sp.add_argument("model", help=".onnx file of a ReLU network (Gemm/MatMul, Conv, AveragePool, Flatten, "
+                                  "BatchNormalization, Relu)")
+    sp.add_argument("--calibration", required=True,
+                    help=".npz (key 'x') or .npy of samples [N, *input] in [0, 1]")
+    sp.add_argument("-o", "--output", required=True, help="the .nir to write")
+    sp.add_argument("--percentile", type=float, default=99.9,
+                    help="activation percentile that maps to one spike per step (default 99.9)")
+    sp.add_argument("--steps", type=int, default=128, help="steps of rate-coded input the SNN is run for")
+    sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("targets", help="shipped targets and their budgets")
     sp.set_defaults(func=cmd_targets)
