@@ -30,19 +30,23 @@ from ..errors import CalibrationError, ConversionError, ModelFileError, NonFinit
 from .ann import WEIGHTED, AvgPool, Conv, Dense, Flatten, Layer, ReLU, check_finite, fold_batchnorm, forward
 
 DT = 1e-3  # the IF has no time constant; one step of 1 ms is recorded so the file reads back with no flags
-DEFAULT_STEPS = 128
+DEFAULT_STEPS = 64
 DEFAULT_PERCENTILE = 99.9
 NEURONS = ("IF",)
 CODINGS = ("rate",)
 
 
+THRESHOLD_GRID = np.round(np.linspace(0.5, 1.0, 11), 3)  # candidate thresholds, in units of lambda_l
+
+
 @dataclass(frozen=True)
 class Segment:
-    """The linear layers up to one ReLU (or the output), and that layer's scale lambda."""
+    """The linear layers up to one ReLU (or the output), that layer's scale lambda, and its IF threshold."""
 
     ops: tuple[Layer, ...]
     relu: bool
     scale: float
+    threshold: float = 1.0
 
 
 def read_ann(model: Any) -> tuple[list[Layer], tuple[int, ...] | None, str]:
@@ -151,16 +155,60 @@ def normalise(segments: Sequence[Segment]) -> list[Segment]:
                 op = replace(op, weight=w, bias=op.bias / seg.scale)
                 first = False
             ops.append(op)
-        out.append(Segment(tuple(ops), seg.relu, seg.scale))
+        out.append(Segment(tuple(ops), seg.relu, seg.scale, seg.threshold))
         prev = seg.scale
     return out
 
 
-def _if_node(shape: tuple[int, ...]):
+def calibrate_thresholds(segments: Sequence[Segment], calibration: np.ndarray, steps: int) -> list[Segment]:
+    """Per layer, the IF threshold whose reset-to-zero spike rates best match the ANN's normalised activations.
+
+    Reset to zero drops the charge above threshold at every spike, so a neuron driven by z per step fires
+    every floor(theta/z) + 1 steps: below z and worst at high rates (z = 1 fires every other step at theta = 1).
+    A lower threshold gives the lost charge back on average. Chosen greedily, layer by layer, on the
+    calibration set run as the SNN (rate-coded input, the thresholds already chosen upstream), minimising the
+    squared error between the layer's spike rate and clip(a_l / lambda_l, 0, 1).
+    """
+    spikes = _rate_code(calibration, steps)  # [T, N, ...]
+    target_in = calibration
+    out = []
+    for seg in segments:
+        ideal = forward([*seg.ops, *([ReLU("relu")] if seg.relu else [])], target_in)  # normalised ANN activation
+        want = np.clip(ideal, 0.0, 1.0)
+        drive = np.stack([forward(seg.ops, spikes[t]) for t in range(steps)])  # the same for every threshold
+        errors = []
+        for theta in THRESHOLD_GRID:
+            errors.append(float(np.mean((_integrate(drive, float(theta)).mean(0) - want) ** 2)))
+        best = float(THRESHOLD_GRID[int(np.argmin(errors))])
+        out.append(replace(seg, threshold=best))
+        spikes, target_in = _integrate(drive, best), ideal  # the next layer follows the ANN, not a clipped copy
+    return out
+
+
+def _integrate(drive: np.ndarray, theta: float) -> np.ndarray:
+    """IF with reset to zero over a drive [T, N, ...]: the spikes [T, N, ...] (float 0/1)."""
+    v = np.zeros(drive.shape[1:])
+    fired = np.zeros(drive.shape)
+    for t in range(drive.shape[0]):
+        v = v + drive[t]
+        f = v > theta
+        v[f] = 0.0
+        fired[t] = f
+    return fired
+
+
+def _rate_code(x: np.ndarray, steps: int) -> np.ndarray:
+    """The regular rate code of runtime/encoding.py (the compiler does not import the runtime): value v spikes
+    at step t when floor((t+1) v) > floor(t v)."""
+    t = np.arange(steps + 1, dtype=np.float64).reshape(-1, *([1] * x.ndim))
+    return (np.diff(np.floor(t * x + 1e-9), axis=0) > 0).astype(np.float64)
+
+
+def _if_node(shape: tuple[int, ...], threshold: float):
     import nir
 
-    # dv/dt = r I with r = 1/dt: each step adds exactly W' s + b'; threshold 1 is lambda_l in ANN units.
-    return nir.IF(r=np.full(shape, 1.0 / DT), v_threshold=np.ones(shape), v_reset=np.zeros(shape))
+    # dv/dt = r I with r = 1/dt: each step adds exactly W' s + b'; threshold 1 would be lambda_l in ANN units.
+    return nir.IF(r=np.full(shape, 1.0 / DT), v_threshold=np.full(shape, threshold), v_reset=np.zeros(shape))
 
 
 def to_nir(segments: Sequence[Segment], in_shape: tuple[int, ...], metadata: dict[str, Any]):  # -> nir.NIRGraph
@@ -191,7 +239,7 @@ def to_nir(segments: Sequence[Segment], in_shape: tuple[int, ...], metadata: dic
             probe = forward([op], probe)
             prev, shape = name, tuple(probe.shape[1:])
         name = f"l{k}_if"
-        nodes[name] = _if_node(shape)
+        nodes[name] = _if_node(shape, seg.threshold)
         edges.append((prev, name))
         prev = name
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
@@ -200,13 +248,17 @@ def to_nir(segments: Sequence[Segment], in_shape: tuple[int, ...], metadata: dic
 
 
 def convert(model: Any, calibration: Any, *, percentile: float = DEFAULT_PERCENTILE, steps: int = DEFAULT_STEPS,
-            neuron: str = "IF", input_coding: str = "rate"):  # -> nir.NIRGraph
+            neuron: str = "IF", input_coding: str = "rate",
+            threshold: float | str = "calibrate"):  # -> nir.NIRGraph
     """Convert a ReLU ANN (ONNX path or torch nn.Module) to an IF SNN in NIR, normalised on `calibration`.
 
     `calibration`: samples [N, *input] with values in [0, 1] (array, or a .npz with key 'x' / a .npy).
     `percentile`: of each layer's positive activations, the activation that maps to one spike per step
     (100 = the maximum, Diehl et al. 2015). `steps`: the simulation length the network is meant for, recorded
-    in the metadata with the input coding (rate: `neurocc.runtime.encoding.rate_code(x, steps)`).
+    in the metadata with the input coding (rate: `neurocc.runtime.encoding.rate_code(x, steps)`), and the
+    length over which `threshold="calibrate"` matches rates. `threshold`: "calibrate" (per layer, the threshold
+    that best offsets reset-to-zero's lost charge on the calibration set, `calibrate_thresholds`) or a number
+    (every layer's threshold in units of lambda_l; 1.0 is plain robust normalisation).
     """
     if neuron not in NEURONS:
         raise ConversionError(f"neuron={neuron!r}: convert builds {', '.join(NEURONS)} neurons (no time constant, "
@@ -224,10 +276,18 @@ def convert(model: Any, calibration: Any, *, percentile: float = DEFAULT_PERCENT
     x = load_calibration(calibration, declared)
     folded = fold_batchnorm(layers)
     segments = normalise(segments_of(folded, x, float(percentile)))
+    if threshold == "calibrate":
+        segments = calibrate_thresholds(segments, x, int(steps))
+    elif isinstance(threshold, int | float) and np.isfinite(threshold) and threshold > 0:
+        segments = [replace(seg, threshold=float(threshold)) for seg in segments]
+    else:
+        raise ConversionError(f"threshold={threshold!r}: pass 'calibrate' or a positive number. Fix: 'calibrate'")
     meta = {"neurocc_dt": DT, "neurocc_discretization": "euler", "neurocc_converted_from": origin,
             "neurocc_percentile": float(percentile), "neurocc_input_coding": input_coding,
             "neurocc_steps": int(steps), "neurocc_reset": "zero",
             "neurocc_layer_scales": np.array([s.scale for s in segments]),
+            "neurocc_thresholds": np.array([s.threshold for s in segments]),
+            "neurocc_threshold_mode": threshold if isinstance(threshold, str) else "fixed",
             "neurocc_readout": "spike counts of the last IF layer (argmax)"}
     return to_nir(segments, tuple(x.shape[1:]), meta)
 
@@ -240,6 +300,7 @@ def write_graph(graph: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".nir.tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         nir.write(tmp, graph)
         os.replace(tmp, path)
