@@ -135,7 +135,8 @@ def forward(layers: Sequence[Layer], x: np.ndarray,
     """Run the chain in float64; a NaN/Inf output names the layer that produced it."""
     x = np.asarray(x, np.float64)
     for k, layer in enumerate(layers):
-        x = apply(layer, x)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by layer name
+            x = apply(layer, x)
         if not np.all(np.isfinite(x)):
             raise NonFiniteError(f"layer {layer.name!r} ({type(layer).__name__}) gives NaN/Inf activations on the "
                                  "calibration set. Fix: check its weights and the calibration data")

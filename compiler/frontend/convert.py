@@ -175,7 +175,8 @@ def calibrate_thresholds(segments: Sequence[Segment], calibration: np.ndarray, s
     for seg in segments:
         ideal = forward([*seg.ops, *([ReLU("relu")] if seg.relu else [])], target_in)  # normalised ANN activation
         want = np.clip(ideal, 0.0, 1.0)
-        drive = np.stack([forward(seg.ops, spikes[t]) for t in range(steps)])  # the same for every threshold
+        flat = forward(seg.ops, spikes.reshape(-1, *spikes.shape[2:]))  # all steps at once: linear, stateless
+        drive = flat.reshape(steps, -1, *flat.shape[1:])  # the same for every threshold
         errors = []
         for theta in THRESHOLD_GRID:
             errors.append(float(np.mean((_integrate(drive, float(theta)).mean(0) - want) ** 2)))
