@@ -227,3 +227,16 @@ def test_main_leaves_the_callers_warning_setup_alone(corpus_dir: Path, capsys) -
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("warning: ") and "norse <= 1.1 writes" in err[0], err
     assert (warnings.formatwarning, warnings.showwarning, list(warnings.filters)) == before
+
+
+def test_convert_writes_an_snn_that_reads_back_with_no_flags(tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parent / "data" / "digits"
+    out = tmp_path / "snn.nir"
+    r = run("convert", data / "ann_mlp.onnx", "--calibration", data / "calibration.npz", "-o", out, "--steps", "64")
+    assert r.returncode == 0, r.stderr
+    assert "converted" in r.stdout and out.exists()
+    r = run("inspect", out)
+    assert r.returncode == 0 and "recorded in the file's metadata (neurocc, from onnx)" in r.stdout, r.stdout
+    assert "assumed dt" not in r.stderr
+    r = run("convert", tmp_path / "missing.onnx", "--calibration", data / "calibration.npz", "-o", tmp_path / "x.nir")
+    assert r.returncode == 2 and "no such ONNX file" in r.stderr and not (tmp_path / "x.nir").exists()
