@@ -186,7 +186,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .compiler.frontend.convert import convert_file
 
-    out = convert_file(args.model, args.calibration, args.output, percentile=args.percentile, steps=args.steps)
+    threshold: str | float = args.threshold
+    if threshold != "calibrate":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise NeuroccError(f"--threshold {args.threshold!r}: give 'calibrate' or a number. "
+                               "Fix: e.g. --threshold calibrate") from None
+    out = convert_file(args.model, args.calibration, args.output, percentile=args.percentile, steps=args.steps,
+                       threshold=threshold)
     print(f"converted {args.model} -> {out} (IF SNN, {args.percentile:g}th-percentile normalisation, "
           f"rate-coded input over {args.steps} steps)")
     return 0
@@ -301,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="the .nir to write")
     sp.add_argument("--percentile", type=float, default=99.9,
                     help="activation percentile that maps to one spike per step (default 99.9)")
-    sp.add_argument("--steps", type=int, default=128, help="steps of rate-coded input the SNN is run for")
+    sp.add_argument("--steps", type=int, default=64, help="steps of rate-coded input the SNN is run for")
+    sp.add_argument("--threshold", default="calibrate",
+                    help="'calibrate' (per layer, against reset-to-zero's lost charge, on the calibration set) "
+                         "or one threshold for every layer")
     sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("targets", help="shipped targets and their budgets")
