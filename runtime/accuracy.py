@@ -155,7 +155,7 @@ class AccuracyReport:
     float_hardware: float
     float_framework: float
     targets: list[TargetAccuracy]
-    executor_indices: list[int] = field(default_factory=list)
+    executor_indices: dict[str, list[int]] = field(default_factory=dict)  # per target
     float_s: float = 0.0
 
     def row(self, target: str) -> TargetAccuracy:
@@ -259,14 +259,16 @@ def _run_executor(model: BatchedInteger, rasters: np.ndarray, indices: list[int]
 
 
 def evaluate(net: Network, samples: np.ndarray, labels: np.ndarray, steps: int,
-             targets: tuple[str, ...] | list[str] = ALL_TARGETS, executor: ExecutorChoice = False,
+             targets: tuple[str, ...] | list[str] = ALL_TARGETS,
+             executor: ExecutorChoice | dict[str, ExecutorChoice] = False,
              out_dir: str | Path | None = None, progress: bool | None = None,
              latencies: tuple[str, ...] = ("hardware", "framework")) -> AccuracyReport:
     """Accuracy of `net` on samples [N, *input_shape] (values in [0, 1]) with integer labels [N].
 
     `executor`: False (integer model only), "subset" (SUBSET evenly spaced samples), "all", or a number
-    of evenly spaced samples. `out_dir`: where each target's artifacts are emitted (out_dir/<target>);
-    a temporary directory when None. `latencies`: the float runs to make (a skipped one reports NaN).
+    of evenly spaced samples; or a dict of those per target (a target not in it: False).
+    `out_dir`: where each target's artifacts are emitted (out_dir/<target>); a temporary directory when None.
+    `latencies`: the float runs to make (a skipped one reports NaN).
     """
     samples = np.asarray(samples, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
@@ -281,19 +283,21 @@ def evaluate(net: Network, samples: np.ndarray, labels: np.ndarray, steps: int,
     samples = samples.reshape((samples.shape[0],) + tuple(in_shape))
     rasters = rate_code(samples, steps)  # [T, N, *in]
     show = progress if progress is not None else len(labels) * max(1, len(targets)) > 500
-    indices = _executor_indices(executor, len(labels))
+    choices = executor if isinstance(executor, dict) else dict.fromkeys(targets, executor)
+    chosen = {t: _executor_indices(choices.get(t, False), len(labels)) for t in targets}
 
     t0 = time.perf_counter()
     acc_f = {lat: _argmax_accuracy(float_scores(net, rasters, lat, show), labels) if lat in latencies else float("nan")
              for lat in ("hardware", "framework")}
     report = AccuracyReport(len(labels), int(steps), acc_f["hardware"], acc_f["framework"], [],
-                            indices, time.perf_counter() - t0)
+                            {t: i for t, i in chosen.items() if i}, time.perf_counter() - t0)
 
     from tqdm import tqdm
     with tempfile.TemporaryDirectory(prefix="neurocc-accuracy-") as tmp:
         base = Path(out_dir) if out_dir is not None else Path(tmp)
         for target in tqdm(list(targets), desc="targets", disable=not show, leave=False):
             row = TargetAccuracy(target, 0.0)
+            indices = chosen[target]
             t1 = time.perf_counter()
             if indices:
                 mapping = compile_network(net, target, progress=False)
