@@ -1,4 +1,9 @@
-"""Write a float Network back to NIR: one Linear per (projection, delay), Delay nodes for delays."""
+"""Write a float Network back to NIR: one Linear per (projection, delay), Delay nodes for delays.
+
+A population's bias rides on its first delay-0 projection as an Affine, the form the frameworks' own exporters
+write and their importers (snnTorch, Norse) read; only a population with no such projection gets the bias as
+a zero-weight Affine from the first input.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +22,19 @@ def to_nir_graph(net: Network):  # -> nir.NIRGraph
 
     nodes: dict[str, object] = {}
     edges: list[tuple[str, str]] = []
+    bias_on: dict[str, int] = {}  # population -> index of the projection whose Affine carries its bias
+    for k, proj in enumerate(net.projections):
+        pop = net.populations[proj.post]
+        if (proj.post not in bias_on and pop.bias is not None and np.any(pop.bias)
+                and proj.weights.nnz and np.any(proj.delays == 0)):
+            bias_on[proj.post] = k
     for name, pop in net.populations.items():
         if pop.kind == INPUT:
             nodes[name] = nir.Input(input_type={"input": np.array(pop.shape)})
             continue
         params = {k: pop.params[k].reshape(pop.shape) for k in KIND_PARAMS[pop.kind]}
         nodes[name] = getattr(nir, pop.kind)(**params)
-        if pop.bias is not None and np.any(pop.bias):
+        if pop.bias is not None and np.any(pop.bias) and name not in bias_on:
             # A constant input current: an Affine with zero weight from the first input.
             src = net.inputs[0]
             bname = f"{name}.__bias"
@@ -38,7 +49,10 @@ def to_nir_graph(net: Network):  # -> nir.NIRGraph
             w = np.zeros((n_post, n_pre))
             w[rows[sel], cols[sel]] = vals[sel]
             lname = f"{proj.post}.__w{k}_d{int(d)}"
-            nodes[lname] = nir.Linear(weight=w)
+            if d == 0 and bias_on.get(proj.post) == k:
+                nodes[lname] = nir.Affine(weight=w, bias=net.populations[proj.post].bias.copy())
+            else:
+                nodes[lname] = nir.Linear(weight=w)
             if d:
                 dname = f"{proj.post}.__delay{k}_d{int(d)}"
                 nodes[dname] = nir.Delay(delay=np.full(n_pre, float(d) * net.dt))
