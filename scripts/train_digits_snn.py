@@ -106,21 +106,16 @@ def neurocc_counts(path: Path, x: np.ndarray) -> np.ndarray:
 
 def export(net: DigitsSNN, path: Path) -> str:
     import nir
+
+    from neurocc.compiler.frontend.torch_export import from_torch
     net.reset()
-    try:  # TEMPORARY until torch_export lands
-        from neurocc.compiler.frontend.torch_export import from_torch
-        graph = from_torch(net, torch.zeros(1, 64))
-        name = "from_torch"
-    except ImportError:
-        from snntorch.export_nir import export_to_nir
-        graph = export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0])
-        name = "snntorch.export_to_nir"
+    graph = from_torch(net, torch.zeros(1, 64))
     graph.metadata = {**(graph.metadata or {}), "neurocc_steps": STEPS, "neurocc_input_coding": "rate"}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".nir.tmp")
     os.close(fd)
     nir.write(tmp, graph)
     os.replace(tmp, path)
-    return name
+    return "neurocc.compiler.frontend.torch_export.from_torch"
 
 
 def main() -> None:
