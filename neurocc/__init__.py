@@ -21,6 +21,7 @@ from .compiler.errors import (
 )
 from .compiler.frontend import NeuroccWarning, load, save
 from .compiler.frontend.convert import convert
+from .compiler.frontend.torch_export import from_torch
 from .compiler.ir import Network, Population, Projection
 from .runtime.simulator import SimResult, simulate_float, simulate_int
 
@@ -29,7 +30,7 @@ __all__ = [
     "ParameterError", "Population", "Projection", "QuantizationError", "SimResult", "TargetError",
     "UnsupportedNodeError", "VerificationError", "load", "save", "simulate", "simulate_float",
     "simulate_int", "compile", "verify", "quantization_report", "QuantizationReport", "VerifyReport",
-    "convert", "ConversionError", "CalibrationError", "NonFiniteError", "UnsupportedLayerError",
+    "convert", "from_torch", "ConversionError", "CalibrationError", "NonFiniteError", "UnsupportedLayerError",
 ]
 
 
