@@ -95,6 +95,7 @@ def main() -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(results, fh, indent=2)
         fh.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
     os.replace(tmp, OUTPUT)
     print(f"wrote {OUTPUT}")
 
