@@ -26,8 +26,9 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from neurocc.compiler.frontend.ann import forward
-from neurocc.compiler.frontend.convert import DEFAULT_PERCENTILE, DEFAULT_STEPS, convert, write_graph
+from neurocc.compiler.frontend.convert import DEFAULT_PERCENTILE, DEFAULT_STEPS, convert
 from neurocc.compiler.frontend.onnx_reader import read_onnx
+from neurocc.compiler.frontend.writer import write_graph
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "digits"
 SEED = 0

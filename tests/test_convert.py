@@ -23,8 +23,9 @@ from neurocc.compiler.errors import (
     UnsupportedNodeError,
 )
 from neurocc.compiler.frontend.ann import fold_batchnorm, forward, layers_of_module
-from neurocc.compiler.frontend.convert import convert, write_graph
+from neurocc.compiler.frontend.convert import convert
 from neurocc.compiler.frontend.onnx_reader import read_onnx
+from neurocc.compiler.frontend.writer import write_graph
 
 DATA = Path(__file__).parent / "data" / "digits"
 TARGETS = ("loihi1", "loihi2", "spinnaker1", "spinnaker2", "stm32f405", "nrf52840", "stm32h743")

@@ -3,7 +3,7 @@ Norse (`from_nir`) and gives neurocc's float spikes there, exactly, wherever the
 
 What each importer cannot express is in docs/frameworks.md (round trip matrix): snnTorch's importer assumes
 dt = 1e-4 s and one threshold per layer; Norse's ignores r on LIF and IF; neither reads delays; snnTorch's
-fails on its own recurrent graphs; convolutions are written unrolled."""
+reads recurrence only in its own exporter's nested form."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ MATRIX = [
     ("norse_lif_mlp", "norse"),  # r = 1
     ("norse_cubalif_mlp", "norse"),
     ("norse_if_mlp", "norse"),  # IF with dt·r = 1: Norse's IAFCell adds the input unscaled
+    ("snntorch_conv", "snntorch"),  # Conv2d, SumPool2d prefix, Flatten: written as conv nodes, not unrolled
+    ("norse_conv", "norse"),  # strided Conv2d
 ]
 
 
@@ -65,7 +67,9 @@ def _run_imported(module: Any, x: np.ndarray, framework: str) -> np.ndarray:
                 o = module(step)
             else:
                 o, state = module(step, state)
-            out.append((o[0] if isinstance(o, tuple) else o)[0].numpy())
+            # batch of 1, flattened: snnTorch's importer turns NIR's Flatten(start_dim=0), which keeps the
+            # batch, into torch's Flatten(0), which flattens it away
+            out.append((o[0] if isinstance(o, tuple) else o).numpy().reshape(-1))
     return np.array(out)
 
 

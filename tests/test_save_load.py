@@ -52,6 +52,9 @@ def assert_identical(a: neurocc.Network, b: neurocc.Network) -> None:
     for proj in a.projections:  # canonical CSR: sorted, no explicit zeros, one delay per synapse
         assert proj.weights.has_canonical_format and np.all(proj.weights.data != 0)
         assert proj.delays.shape == proj.weights.data.shape and proj.delays.min(initial=0) >= 0
+    # A convolution is written as conv nodes and read back as one, with its kernel stored once.
+    convs = lambda net: sorted((p.pre, p.post, p.conv is not None) for p in net.projections)  # noqa: E731
+    assert convs(a) == convs(b)
     sa, sb = _synapses(a), _synapses(b)
     assert sa.keys() == sb.keys()
     for pair, table in sa.items():
@@ -70,6 +73,9 @@ def assert_same_run(a: neurocc.Network, b: neurocc.Network, raster: np.ndarray) 
 
 def _save_load(net: neurocc.Network, path: Path) -> neurocc.Network:
     assert neurocc.save(net, path) == path and path.is_file()
+    # NIR's own shape check accepts the file; nir 1.0.8 takes a conv's input channels to be weight.shape[1],
+    # wrong for groups > 1, so it rejects every grouped conv, whoever wrote it
+    nir.read(path, type_check=not any(p.conv is not None and p.conv.groups > 1 for p in net.projections))
     with warnings.catch_warnings():
         warnings.simplefilter("error", neurocc.NeuroccWarning)  # neurocc's own files load without a fix-up
         return neurocc.load(path)
@@ -141,3 +147,17 @@ def _tiny_graph() -> nir.NIRGraph:
                        v_reset=np.zeros(2)),
         "out": nir.Output(output_type={"output": np.array([2])}),
     }, edges=[("in", "w"), ("w", "lif"), ("lif", "out")], type_check=False)
+
+
+def test_a_dense_map_into_a_feature_map_is_a_named_error(tmp_path: Path) -> None:
+    # NIR has no reshape: a dense (non-conv) projection into a (C, H, W) population cannot be written.
+    from neurocc.compiler.ir import INPUT, Network, Population, make_projection
+
+    lif = {k: np.full(8, v) for k, v in (("tau", 0.02), ("r", 1.0), ("v_leak", 0.0), ("v_threshold", 1.0),
+                                         ("v_reset", 0.0))}
+    net = Network({"in": Population("in", INPUT, (4,)), "map": Population("map", "LIF", (2, 2, 2), lif)},
+                  [make_projection("in", "map", np.arange(4), np.arange(4), np.ones(4), np.zeros(4, int), (8, 4))],
+                  ["in"], {"out": "map"}, 1e-3)
+    with pytest.raises(neurocc.NeuroccError, match=r"'in' -> 'map'.*shape \(2, 2, 2\).*Fix"):
+        neurocc.save(net, tmp_path / "net.nir")
+    assert not list(tmp_path.iterdir()), "a failed save left a file behind"

@@ -17,8 +17,6 @@ drops the charge above threshold; docs/conversion.md gives the measured cost aga
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CalibrationError, ConversionError, ModelFileError, NonFiniteError
+from ..errors import CalibrationError, ConversionError, NonFiniteError
 from .ann import WEIGHTED, AvgPool, Conv, Dense, Flatten, Layer, ReLU, check_finite, fold_batchnorm, forward
+from .writer import write_graph
 
 DT = 1e-3  # the IF has no time constant; one step of 1 ms is recorded so the file reads back with no flags
 DEFAULT_STEPS = 64
@@ -291,24 +290,6 @@ def convert(model: Any, calibration: Any, *, percentile: float = DEFAULT_PERCENT
             "neurocc_threshold_mode": threshold if isinstance(threshold, str) else "fixed",
             "neurocc_readout": "spike counts of the last IF layer (argmax)"}
     return to_nir(segments, tuple(x.shape[1:]), meta)
-
-
-def write_graph(graph: Any, path: str | Path) -> Path:
-    """Write a NIR graph atomically (temp file + os.replace): a failure leaves no partial file."""
-    import nir
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nir.tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ModelFileError(f"{path}: could not write NIR ({exc}). Fix: write to a writable path") from exc
-    return path
 
 
 def convert_file(model: str | Path, calibration: str | Path, out: str | Path, **options: Any) -> Path:
