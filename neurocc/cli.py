@@ -200,6 +200,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_from_torch(args: argparse.Namespace) -> int:
+    from .compiler.frontend.torch_export import export_file
+
+    out = export_file(args.entry, args.sample, args.output, args.framework)
+    print(f"exported {args.entry} -> {out} (dt, framework and convention in its metadata: "
+          f"`neurocc inspect {out}` needs no flags)")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from .compiler.backend import backend_for, families
     from .compiler.targets.target import load_target, shipped_targets
@@ -314,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="'calibrate' (per layer, against reset-to-zero's lost charge, on the calibration set) "
                          "or one threshold for every layer")
     sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("from-torch", help="snnTorch or Norse module -> NIR through the framework's own exporter, "
+                                           "its known defects fixed (needs neurocc[torch])")
+    sp.add_argument("entry", help="the module: package.module:attr or path/to/file.py:attr, where attr is a "
+                                  "torch.nn.Module or a no-argument factory of one")
+    sp.add_argument("--sample", required=True,
+                    help="one step's input shape without the batch axis (e.g. 20 or 2,34,34), or a .npy/.npz "
+                         "input sample")
+    sp.add_argument("--framework", choices=["snntorch", "norse"], help="default: detected from the layers")
+    sp.add_argument("-o", "--output", required=True, help="the .nir to write")
+    sp.set_defaults(func=cmd_from_torch)
 
     sp = sub.add_parser("targets", help="shipped targets and their budgets")
     sp.set_defaults(func=cmd_targets)

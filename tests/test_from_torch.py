@@ -250,3 +250,29 @@ def test_missing_framework_names_the_extra(torch: Any, monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "snntorch", None)  # import snntorch now raises ImportError
     with pytest.raises(neurocc.InputError, match=r"pip install neurocc\[torch\]"):
         from_torch(torch.nn.Sequential(torch.nn.Linear(2, 2)), torch.zeros(1, 2), framework="snntorch")
+
+
+def test_cli_exports_an_entry_point(torch: Any, snn: Any, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from neurocc.cli import main
+
+    (tmp_path / "mynets.py").write_text(
+        "import torch, snntorch as snn\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(6, 4), snn.Leaky(beta=0.8, init_hidden=True,\n"
+        "                                                       reset_mechanism='zero'))\n")
+    out = tmp_path / "net.nir"
+    assert main(["from-torch", f"{tmp_path / 'mynets.py'}:build", "--sample", "6", "-o", str(out)]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", neurocc.NeuroccWarning)  # dt recorded: loads with no flags
+        net = neurocc.load(out)
+    assert net.dt == SNNTORCH_DT and nir.read(out).metadata["neurocc_framework"] == "snntorch"
+    assert main(["inspect", str(out)]) == 0
+    assert "recorded" in capsys.readouterr().out
+    # A bad entry point, a missing factory and a bad sample are named errors (exit 2), and write nothing.
+    for argv in (["nope", "--sample", "6"], [f"{tmp_path / 'mynets.py'}:missing", "--sample", "6"],
+                 [f"{tmp_path / 'mynets.py'}:build", "--sample", "six"]):
+        assert main(["from-torch", *argv, "-o", str(tmp_path / "bad.nir")]) == 2
+    assert not (tmp_path / "bad.nir").exists()
+    err = capsys.readouterr().err
+    assert "'module:attr'" in err and "no attribute 'missing'" in err and "neither an input shape" in err

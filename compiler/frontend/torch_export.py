@@ -202,6 +202,83 @@ class _Norse:
 _SPECS: dict[str, Callable[[], _Spec]] = {"snntorch": _SnnTorch, "norse": _Norse}
 
 
+def module_from_entry_point(entry: str) -> Any:
+    """The torch module an entry point names: `package.module:attr` or `path/to/file.py:attr`.
+
+    `attr` is a module instance, or a callable taking no arguments that builds one (a factory, a class).
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    where, sep, attr = entry.rpartition(":")
+    if not sep or not where or not attr:
+        raise InputError(f"entry point {entry!r} is not 'module:attr'. Fix: e.g. mypkg.nets:build or "
+                         "nets.py:build (attr names a module instance or a no-argument factory)")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise InputError(f"entry point {entry!r}: no file {path}. Fix: give an existing .py file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None:
+                raise InputError(f"entry point {entry!r}: {path} cannot be imported. Fix: give a Python file")
+            owner = importlib.util.module_from_spec(spec)
+            sys.modules.setdefault(path.stem, owner)
+            spec.loader.exec_module(owner)
+        else:
+            owner = importlib.import_module(where)
+    except ImportError as exc:
+        raise InputError(f"entry point {entry!r}: cannot import {where!r} ({exc}). Fix: install the package or "
+                         "run from the directory that holds it") from None
+    if not hasattr(owner, attr):
+        raise InputError(f"entry point {entry!r}: {where!r} has no attribute {attr!r}. Fix: name the module "
+                         "instance or its factory")
+    value = getattr(owner, attr)
+    torch = _require("torch")
+    if not isinstance(value, torch.nn.Module) and callable(value):
+        value = value()
+    if not isinstance(value, torch.nn.Module):
+        raise InputError(f"entry point {entry!r} gives a {type(value).__name__}, not a torch.nn.Module. Fix: "
+                         "name a module instance or a factory that returns one")
+    return value
+
+
+def sample_of(source: str) -> np.ndarray:
+    """One time step of input with a batch axis, from an input shape ('20', '2,34,34') or a .npy/.npz file
+    (its 'sample' array, or its only one; a first axis of time or batch is cut to one)."""
+    from pathlib import Path
+
+    if Path(source).suffix in (".npy", ".npz"):
+        try:
+            data = np.load(source, allow_pickle=False)
+            if isinstance(data, np.lib.npyio.NpzFile):
+                names = data.files
+                if "sample" not in names and len(names) != 1:
+                    raise InputError(f"{source}: holds {names}; name the array 'sample'. Fix: np.savez(path, "
+                                     "sample=x)")
+                data = data["sample" if "sample" in names else names[0]]
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{source}: cannot read the sample ({exc}). Fix: give a .npy/.npz array") from None
+        x = np.asarray(data, np.float32)
+        return x[:1] if x.ndim >= 2 else x[None]
+    try:
+        shape = tuple(int(v) for v in source.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise InputError(f"--sample {source!r} is neither an input shape nor a .npy/.npz file. Fix: e.g. "
+                         "--sample 20 or --sample 2,34,34 (one step, no batch axis)")
+    return np.zeros((1, *shape), np.float32)
+
+
+def export_file(entry: str, sample: str, out: Any, framework: str | None = None) -> Any:
+    """`neurocc from-torch mypkg.nets:build --sample 2,34,34 -o net.nir`: export and write the .nir."""
+    from .writer import write_graph
+
+    return write_graph(from_torch(module_from_entry_point(entry), sample_of(sample), framework), out)
+
+
 def _require(name: str) -> Any:
     try:
         return importlib.import_module(name)
