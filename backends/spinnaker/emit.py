@@ -332,6 +332,7 @@ def _write_into(tmp: Path, mapping: Mapping) -> None:
             "generated": before, "after_default_routing": routing.entries_before(),
             "after_compression": routing.entries_after(), "limit_per_chip": limit,
             "max_per_chip": max((t["entries"] for t in tables), default=0),
+            "over_delivery": routing.over_delivery, "collapsed_source_chips": len(routing.collapsed_chips),
         },
         "synapse_storage": {
             "synapses": n_syn, "synapses_bytes": matrix_bytes, "poptable_bytes": poptable_bytes,

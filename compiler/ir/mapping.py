@@ -94,6 +94,8 @@ class Emitter:
     mask: int
     n_keys: int
     destinations: list[int]  # slice indices
+    # slices its packets also reach, which hold no synapses of it and drop them (compiler/passes/over_delivery.py)
+    over_delivered: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -117,7 +119,14 @@ class Routing:
     compressed: dict[tuple[int, int], list[Entry]]
     defaulted: dict[tuple[int, int], list[Entry]]  # entries dropped as default-routable (for checks)
     trees: list[dict[tuple[int, int], int]] = field(default_factory=list)  # per emitter: chip -> route
+    # source chips whose emitters share one tree and one key block (over-delivery); empty when every table fit
+    collapsed_chips: list[tuple[int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def over_delivery(self) -> bool:
+        """Whether some cores receive packets they drop (the executor then tolerates and counts them)."""
+        return bool(self.collapsed_chips)
 
     def entries_before(self) -> int:
         return sum(len(t) for t in self.tables.values())

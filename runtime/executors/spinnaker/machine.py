@@ -75,6 +75,10 @@ class Machine:
         if manifest.get("backend") != "spinnaker":
             raise ArtifactError(f"{manifest_path}: backend {manifest.get('backend')!r}, expected 'spinnaker'")
         self.listed = listed
+        # Over-delivery (compiler/passes/over_delivery.py): cores also receive keys they hold no rows for, and
+        # drop them as a real core's master population table search does ("ghost" searches in sPyNNaker).
+        # Without it such a key is a routing error.
+        self.over_delivery = bool(manifest.get("routing_entries", {}).get("over_delivery", False))
         if MACHINE_FILE not in listed:
             raise ArtifactError(f"{manifest_path}: lists no {MACHINE_FILE}. Fix: compile again")
         r = self._open(MACHINE_FILE, MAGIC_MACHINE)

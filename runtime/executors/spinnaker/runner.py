@@ -38,6 +38,7 @@ class ExecResult:
     synaptic_events: int = 0  # synaptic words processed and conv weights applied
     wall_s: float = 0.0  # time spent in the step loop
     stats: dict[str, Any] = field(default_factory=dict)
+    dropped: dict[CoreId, int] = field(default_factory=dict)  # over-delivered packets each core dropped
 
 
 def integer_raster(m: Machine, raster: np.ndarray | dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
@@ -251,6 +252,7 @@ class _Runner:
         fired_all = np.zeros((steps, self.N), bool)
         link_rows: list[np.ndarray] = []
         lookups = np.zeros(self.role.size, np.int64)
+        self.ghosts = np.zeros(self.role.size, np.int64)  # over-delivered packets each core dropped
         self.core_events = np.zeros(len(self.ncores), np.int64)
         packets = events = 0
         t0 = time.perf_counter()
@@ -326,8 +328,10 @@ class _Runner:
         look = {(((g // cpc) % m.chips_x, (g // cpc) // m.chips_x), g % cpc): int(lookups[g])
                 for g in np.flatnonzero(self.role).tolist()}
         per_core = {cid: int(self.core_events[c]) for c, (cid, _) in enumerate(self.ncores)}
+        ghosts = {(((g // cpc) % m.chips_x, (g // cpc) // m.chips_x), g % cpc): int(self.ghosts[g])
+                  for g in np.flatnonzero(self.ghosts).tolist()}
         return ExecResult(spikes, links, look, steps, per_core, packets, events, wall,
-                          {"traced_keys": len(self.traces.ids), "links_used": n_links})
+                          {"traced_keys": len(self.traces.ids), "links_used": n_links}, ghosts)
 
     def _to_delay(self, gids: np.ndarray, keys: np.ndarray, pay: np.ndarray, slot: int) -> None:
         core = self.d_core_of_gid[gids]
@@ -338,7 +342,11 @@ class _Runner:
         nid = keys & ~in_mask & MASK32
         bad = ~has_in | ((keys & in_mask) != in_key) | (nid >= n)
         if bad.any():
-            raise self._fail_lookup(gids, keys, bad)
+            ghost = ~has_in | ((keys & in_mask) != in_key)  # another source's key: over-delivered, dropped
+            if not self.m.over_delivery or (bad & ~ghost).any():
+                raise self._fail_lookup(gids, keys, bad if not self.m.over_delivery else bad & ~ghost)
+            np.add.at(self.ghosts, gids[ghost], 1)
+            core, nid, pay = core[~ghost], nid[~ghost], pay[~ghost]
         np.add.at(self.hist[slot], self.d_off[core] + nid, pay)
 
     def _to_conv(self, gids: np.ndarray, keys: np.ndarray, pay: np.ndarray, t: int) -> tuple[np.ndarray, int]:
@@ -388,7 +396,10 @@ class _Runner:
             ok &= (self.pt_comp[e_ok] >> 32) == gids
             ok &= (keys & self.pt_mask[e_ok]) == entry_key
         if not (ok | conv_hit).all():
-            raise self._fail_lookup(gids, keys, ~(ok | conv_hit))
+            ghosts = ~(ok | conv_hit)
+            if not self.m.over_delivery:
+                raise self._fail_lookup(gids, keys, ghosts)
+            np.add.at(self.ghosts, gids[ghosts], 1)
         if not ok.all():  # packets only conv records listen to have no rows
             gids, keys, pay, e = gids[ok], keys[ok], pay[ok], e[ok]
             if not gids.size:

@@ -1,0 +1,84 @@
+"""Over-delivery: make routing tables fit by sending a chip's emitters where any of them is needed.
+
+When the exact multicast trees leave a chip's table over the router's limit, route compresses what
+it can and then *collapses* source chips, fewest first, until every table fits:
+
+- every emitter on a collapsed source chip is routed over one tree, to the union of their destination
+  cores (a core outside an emitter's own destinations receives its packets and drops them: its master
+  population table has no entry for the key, which sPyNNaker counts as a "ghost" search);
+- their keys share one aligned block, so each chip the tree reaches needs one entry for all of them.
+
+Why this means (issue 14, part 2): a chip of graph D is reached by nearly every one of 1,600 emitters
+with routes that differ, so neither key merging nor PACMAN's pair compression brings it under 1,023
+entries (PACMAN leaves 95 chips over). Grouping by source chip bounds a table by the number of source
+chips, since a tree depends on the source chip alone once the destinations are shared. The price is
+packets: more links carry each spike and some cores drop them; the placement simulator and the
+SpiNNaker executor count both. Only as many source chips as needed are collapsed, chosen by the
+entries they save on the chips that are over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def entries_by_group(entry_chip: np.ndarray, entry_group: np.ndarray, n_chips: int, n_groups: int) -> np.ndarray:
+    """[n_chips, n_groups] count of exact (uncompressed) table entries that each source-chip group has on each chip."""
+    counts = np.zeros(n_chips * n_groups, np.int64)
+    np.add.at(counts, entry_chip * n_groups + entry_group, 1)
+    return counts.reshape(n_chips, n_groups)
+
+
+def choose_collapsed(counts: np.ndarray, excess: np.ndarray, already: np.ndarray) -> np.ndarray:
+    """Which source-chip groups to collapse so every chip sheds its `excess` entries (greedy set cover).
+
+    Collapsing group g turns its `counts[c, g]` entries on chip c into one: it saves counts - 1 there.
+    Groups are picked by the saving they still bring to chips that are over, largest first. `already`
+    (bool per group) marks groups collapsed before; the result includes them.
+    """
+    chosen = already.copy()
+    need = excess.astype(np.int64).copy()
+    saving = np.maximum(counts - 1, 0)
+    saving[:, chosen] = 0
+    while (need > 0).any():
+        gain = np.minimum(saving, np.maximum(need, 0)[:, None]).sum(axis=0)
+        best = int(np.argmax(gain))
+        if gain[best] == 0:
+            break  # nothing left saves anything on the chips that are over
+        chosen[best] = True
+        need -= saving[:, best]
+        saving[:, best] = 0
+    return chosen
+
+
+def union_destinations(dest_ptr: np.ndarray, dest: np.ndarray, group: np.ndarray, collapsed: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Destinations per emitter after collapsing (CSR: ptr [n_emitters + 1], sorted slice indices).
+
+    An emitter of a collapsed group gets the union of its group's destinations; the others keep theirs.
+    """
+    n = dest_ptr.size - 1
+    owner = np.repeat(np.arange(n), np.diff(dest_ptr))
+    g = group[owner]
+    wide = collapsed[g]
+    # union per group: unique (group, destination) pairs of the collapsed emitters
+    n_dest = int(dest.max()) + 1 if dest.size else 1
+    pairs = np.unique(g[wide].astype(np.int64) * n_dest + dest[wide])
+    u_group, u_dest = pairs // n_dest, pairs % n_dest
+    u_ptr = np.searchsorted(u_group, np.arange(group.max(initial=-1) + 2))
+    # emitters of collapsed groups take their group's union; the rest keep their own list
+    members = np.flatnonzero(collapsed[group])
+    sizes = np.diff(dest_ptr).copy()
+    sizes[members] = u_ptr[group[members] + 1] - u_ptr[group[members]]
+    ptr = np.concatenate([[0], np.cumsum(sizes)])
+    out = np.empty(int(ptr[-1]), dest.dtype)
+    keep = ~collapsed[group]
+    kept_src = np.repeat(keep, np.diff(dest_ptr))
+    kept_dst = np.repeat(keep, sizes)
+    out[kept_dst] = dest[kept_src]
+    if members.size:
+        starts = u_ptr[group[members]]
+        lengths = sizes[members]
+        take = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        out[~kept_dst] = u_dest[take]
+    return ptr, out
