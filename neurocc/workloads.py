@@ -171,3 +171,39 @@ def random_network(n_neurons: int, synapses_per_neuron: int = 100, n_populations
 
 def density(matrix: sp.csr_array) -> float:
     return matrix.nnz / max(1, matrix.shape[0] * matrix.shape[1])
+
+
+def population_graph(n_populations: int, neurons: int, p_connect: float, synapse_density: float = 0.05,
+                     n_inputs: int = 64, seed: int = 0, dt: float = 1e-3) -> Network:
+    """Many populations, a projection between each ordered pair with probability `p_connect`: the
+    PyNN-style graph of PACMAN's benchmarks (bench/vs_pacman.py's configs), with real synapses.
+
+    Each projection connects a random `synapse_density` of its neuron pairs (at least one synapse); every
+    population also gets sparse input. Weights a few times threshold (NIR LIF scales input by dt / tau), a fifth of them inhibitory, so the
+    network spikes without saturating.
+    """
+    rng = np.random.default_rng(seed)
+    lif = {"tau": np.full(neurons, 0.02), "r": np.ones(neurons), "v_leak": np.zeros(neurons),
+           "v_threshold": np.ones(neurons), "v_reset": np.zeros(neurons)}
+    pops = {"input": Population("input", INPUT, (n_inputs,))}
+    pops.update({f"pop{i}": Population(f"pop{i}", "LIF", (neurons,), {k: v.copy() for k, v in lif.items()})
+                 for i in range(n_populations)})
+
+    def synapses(n_post: int, n_pre: int, density: float, scale: float) -> tuple[np.ndarray, ...]:
+        keep = np.flatnonzero(rng.random(n_post * n_pre) < density)
+        if not keep.size:
+            keep = rng.integers(0, n_post * n_pre, 1)
+        sign = np.where(rng.random(keep.size) < 0.2, -1.0, 1.0)
+        return keep // n_pre, keep % n_pre, sign * rng.uniform(0.5, 1.5, keep.size) * scale
+
+    projections = []
+    for i in range(n_populations):
+        rows, cols, vals = synapses(neurons, n_inputs, 0.1, 5.0)
+        projections.append(make_projection("input", f"pop{i}", rows, cols, np.abs(vals), np.zeros(rows.size, int),
+                                           (neurons, n_inputs)))
+    pairs = np.argwhere(rng.random((n_populations, n_populations)) < p_connect)
+    for s, t in pairs.tolist():
+        rows, cols, vals = synapses(neurons, neurons, synapse_density, 1.0)
+        projections.append(make_projection(f"pop{s}", f"pop{t}", rows, cols, vals, np.zeros(rows.size, int),
+                                           (neurons, neurons)))
+    return Network(pops, projections, ["input"], {"out": "pop0"}, dt)
