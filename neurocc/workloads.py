@@ -179,8 +179,8 @@ def population_graph(n_populations: int, neurons: int, p_connect: float, synapse
     PyNN-style graph of PACMAN's benchmarks (bench/vs_pacman.py's configs), with real synapses.
 
     Each projection connects a random `synapse_density` of its neuron pairs (at least one synapse); every
-    population also gets sparse input. Weights a few times threshold (NIR LIF scales input by dt / tau), a fifth of them inhibitory, so the
-    network spikes without saturating.
+    population also gets sparse input. Weights are a few times threshold (NIR's LIF scales input by
+    dt / tau), a fifth of them inhibitory, so the network spikes without saturating.
     """
     rng = np.random.default_rng(seed)
     lif = {"tau": np.full(neurons, 0.02), "r": np.ones(neurons), "v_leak": np.zeros(neurons),
