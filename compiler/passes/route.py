@@ -6,25 +6,46 @@ key block `key | neuron` with a mask over the high bits. Links are numbered as S
 route word: 0 E, 1 NE, 2 N, 3 W, 4 SW, 5 S (a 2-D mesh uses E, N, W, S), then bit 6 + p for
 core p. A packet that matches no entry leaves by the link opposite to the one it came in on
 (default routing), so straight-through entries are dropped where the target has it.
+
+The whole graph is routed at once, on flat arrays (route_arrays): all emitters' destinations,
+all tree hops, all table entries. Python loops run over runs of slices, emitters and chips only
+to build the result's objects, never over projections, (projection, slice) pairs or entries.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import TargetError
 from ..ir import Emitter, Entry, IntNetwork, Role, Routing, Slice
-from ..targets.mesh import N_LINKS, opposite, path, step
+from ..targets.mesh import N_LINKS, opposite, step
 from ..targets.target import Target
-from .synapse_chunks import chunks, neuron_offsets, slice_of_neuron, unique_tuples
+from .route_arrays import (
+    LINK_X,
+    LINK_Y,
+    WORD_BITS,
+    bit_columns,
+    first_occurrence_order,
+    rank_in_segment,
+    row_ids,
+    segment_ids,
+    segment_starts,
+    synapse_blocks,
+    tree_nodes,
+    words_to_ints,
+)
+from .synapse_chunks import neuron_offsets, slice_of_neuron, unique_tuples
 
 KEY_BITS = 32
+FULL_MASK = (1 << KEY_BITS) - 1
 
 
-def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict[tuple[int, int], list[int]]:
-    """(emitter slice index, stage) -> destination slice indices (sorted). A synapse of delay d needs
+def _destinations(inet: IntNetwork, slices: list[Slice], target: Target
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(emitter slice, stage, destination slice) triples, distinct and sorted. A synapse of delay d needs
     stage d // slots; stage 0 is sent by the source slice, stage s > 0 by its delay-extension slice."""
     slots = target.core.delay_slots
     n = len(slices)
@@ -36,14 +57,15 @@ def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict
         if s.role == Role.DELAY:
             delay_slice_of[start_of[(s.population, s.start)]] = k
     triples = []  # (emitter slice, stage, destination slice) as one int64
-    for chunk in chunks(inet, offsets):
-        stage = chunk.delay // slots
+    for pre, post, delay in synapse_blocks(inet, offsets):
+        stage = delay // slots
         assert not stage.size or stage.max() < 256, "delay stages are counted in 8 bits"
-        src, stg, dst = unique_tuples(slice_of[chunk.pre], stage, slice_of[chunk.post])
-        del chunk, stage
+        src, stg, dst = unique_tuples(slice_of[pre], stage, slice_of[post])
+        del pre, post, delay, stage
         triples.append((src * 256 + stg) * n + dst)
+    empty = np.zeros(0, dtype=np.int64)
     if not triples:
-        return {}
+        return empty, empty, empty
     packed = np.unique(np.concatenate(triples))
     dst = packed % n
     src_stage = packed // n
@@ -57,35 +79,155 @@ def _destinations(inet: IntNetwork, slices: list[Slice], target: Target) -> dict
     dst = np.concatenate([dst, feeds % n])
     order = np.lexsort((dst, stage, emitter))
     emitter, stage, dst = emitter[order], stage[order], dst[order]
-    keep = np.ones(dst.size, dtype=bool)
-    keep[1:] = (emitter[1:] != emitter[:-1]) | (stage[1:] != stage[:-1]) | (dst[1:] != dst[:-1])
-    emitter, stage, dst = emitter[keep], stage[keep], dst[keep]
-    bounds = np.flatnonzero(np.r_[True, (emitter[1:] != emitter[:-1]) | (stage[1:] != stage[:-1]), True])
-    dst_list = dst.tolist()
-    return {(int(emitter[a]), int(stage[a])): dst_list[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+    keep = segment_starts(emitter, stage, dst)
+    return emitter[keep], stage[keep], dst[keep]
 
 
-def _tree(target: Target, source: tuple[int, int], cores: dict[tuple[int, int], list[int]]
-          ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
-    """Route word per chip on the multicast tree, and the link each chip is entered by (-1: source)."""
-    route: dict[tuple[int, int], int] = {source: 0}
-    entered: dict[tuple[int, int], int] = {source: -1}
-    for chip in sorted(cores):
-        # Walk the path; grow the tree only after the last chip it already holds, so every chip
-        # is entered exactly once (paths of a triangular mesh can otherwise reconverge).
-        chips = [source]
-        links = path(target, source, chip)
-        for link in links:
-            chips.append(step(chips[-1], link))
-        last = max(k for k, c in enumerate(chips) if c in route)
-        for k in range(last, len(links)):
-            here, link, nxt = chips[k], links[k], chips[k + 1]
-            route[here] |= 1 << link
-            route[nxt] = 0
-            entered[nxt] = opposite(link)
-        for core in cores[chip]:
-            route[chip] |= 1 << (N_LINKS + core)
-    return route, entered
+@dataclass
+class _Emitters:
+    """The emitters as arrays (index = emitter number), with their destinations as CSR."""
+
+    slice_index: np.ndarray
+    stage: np.ndarray
+    key: np.ndarray
+    run: np.ndarray  # run of slices (population, role) the emitter's key block belongs to
+    offset: np.ndarray  # emitter's block within its run's aligned block
+    delay: np.ndarray  # bool: a delay-extension emitter (its keys are not merged by run)
+    dst_ptr: np.ndarray
+    dst: np.ndarray
+
+
+def _slice_runs(slices: list[Slice]) -> tuple[np.ndarray, np.ndarray]:
+    """Run number of each slice (consecutive slices of one population and role), and each run's length."""
+    names = np.array([s.population for s in slices], dtype=object)
+    roles = np.array([str(s.role) for s in slices], dtype=object)
+    run_of_slice = segment_ids(segment_starts(names, roles), len(slices))
+    return run_of_slice, np.bincount(run_of_slice)
+
+
+def _run_bases(run_length: np.ndarray, emitters_per_run: np.ndarray) -> np.ndarray:
+    """First key block of each run. A run owns an aligned block of the next power of two of its length,
+    padding included (a merged entry may cover the padding), as PACMAN's zoned allocation: a population's
+    slices that share a route on a chip then merge into one key/mask. A scan over runs (populations)."""
+    bases = np.zeros(run_length.size, dtype=np.int64)
+    block = run_end = 0
+    for r, (length, count) in enumerate(zip(run_length.tolist(), emitters_per_run.tolist(), strict=True)):
+        align = 1 << (length - 1).bit_length()
+        base = -(-max(block, run_end) // align) * align
+        bases[r] = base
+        run_end = base + align
+        block = base + count
+    return bases
+
+
+def _allocate_keys(inet: IntNetwork, slices: list[Slice], target: Target, index_bits: int, max_size: int
+                   ) -> _Emitters:
+    """Emitters in (slice, stage) order with key blocks in slice order, so a population's slices hold
+    consecutive keys within its run's aligned block."""
+    src, stage, dst = _destinations(inet, slices, target)
+    is_delay_slice = np.array([s.role == Role.DELAY for s in slices], dtype=bool)
+    keep = ~(is_delay_slice[src] & (stage == 0)) if src.size else np.zeros(0, bool)
+    src, stage, dst = src[keep], stage[keep], dst[keep]
+    starts = segment_starts(src, stage)
+    e_slice, e_stage = src[starts], stage[starts]
+    run_of_slice, run_length = _slice_runs(slices) if slices else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    e_run = run_of_slice[e_slice]
+    bases = _run_bases(run_length, np.bincount(e_run, minlength=run_length.size))
+    offset = rank_in_segment(segment_starts(e_run), e_run.size)  # emitters are in slice order: runs contiguous
+    block = bases[e_run] + offset
+    if block.size and int(block.max()) << index_bits >= 1 << KEY_BITS:
+        raise TargetError(f"{len(slices)} slices of up to {max_size} neurons need more than {KEY_BITS}-bit "
+                          "keys. Fix: fewer, larger slices")
+    return _Emitters(e_slice, e_stage, block << index_bits, e_run, offset, is_delay_slice[e_slice],
+                     np.append(starts, dst.size), dst)
+
+
+def _emitter_objects(em: _Emitters, slices: list[Slice], mask: int) -> list[Emitter]:
+    dst = em.dst.tolist()
+    ptr = em.dst_ptr.tolist()
+    return [Emitter(k, st, key, mask, slices[k].size, dst[ptr[e]:ptr[e + 1]])
+            for e, (k, st, key) in enumerate(zip(em.slice_index.tolist(), em.stage.tolist(), em.key.tolist(),
+                                                 strict=True))]
+
+
+@dataclass
+class _Nodes:
+    """Every (emitter, chip) of every multicast tree, sorted by (emitter, chip code)."""
+
+    emitter: np.ndarray
+    chip: np.ndarray  # chip code x * rows + y (sorts as the (x, y) tuple)
+    entered: np.ndarray  # link the packet enters by, -1 at the source chip
+    order: np.ndarray  # rank in the order the trees grow (per emitter: source, then by destination chip)
+    words: np.ndarray  # route word as [n, n_words] uint64 (bit 64 * w + b in column w)
+    straight: np.ndarray  # bool: default-routable (one link straight on, no core)
+
+
+def _trees(em: _Emitters, slices: list[Slice], target: Target, rows: int) -> _Nodes:
+    """All multicast trees at once. mesh.path is prefix-closed (the path to a chip on the path to D is
+    the start of the path to D), so a tree is the union of its paths to the destination chips and
+    each chip's parent is the one before it on its own path."""
+    chip_x = np.array([s.chip[0] for s in slices], dtype=np.int64)
+    chip_y = np.array([s.chip[1] for s in slices], dtype=np.int64)
+    core = np.array([s.core for s in slices], dtype=np.int64)
+    n_em = em.slice_index.size
+    span = int(chip_x.max() + 1) * rows
+    # Destination chips per emitter (sorted by chip: the order the trees grow in).
+    dst_em = np.repeat(np.arange(n_em, dtype=np.int64), np.diff(em.dst_ptr))
+    dst_code = dst_em * span + chip_x[em.dst] * rows + chip_y[em.dst]
+    pair_code = np.unique(dst_code)
+    pair_em = pair_code // span
+    pair_x, pair_y = (pair_code % span) // rows, pair_code % rows
+    src_x, src_y = chip_x[em.slice_index], chip_y[em.slice_index]
+    code, first, depth, entered = tree_nodes(target.mesh.topology == "triangular", src_x, src_y, pair_em,
+                                             pair_x, pair_y, rows, span)
+    node_em, node_chip = code // span, code % span
+    grow = np.lexsort((depth, first, node_em))
+    order = np.empty(code.size, dtype=np.int64)
+    order[grow] = np.arange(code.size)
+    # Route words: a link bit in each parent for each child node, a core bit per destination core.
+    child = np.flatnonzero(entered >= 0)
+    out_link = (entered[child] + 3) % N_LINKS
+    parent_code = code[child] - LINK_X[out_link] * rows - LINK_Y[out_link]
+    n_words = -(-(N_LINKS + target.mesh.cores_per_chip) // WORD_BITS)
+    owners = np.concatenate([np.searchsorted(code, parent_code), np.searchsorted(code, dst_code)])
+    bits = np.concatenate([out_link, N_LINKS + core[em.dst]])
+    words = bit_columns(owners, bits, code.size, n_words)
+    link_word = words[:, 0] & np.uint64((1 << N_LINKS) - 1)
+    no_core = (words[:, 0] >> np.uint64(N_LINKS) == 0) & ~words[:, 1:].any(axis=1)
+    straight_on = np.left_shift(np.uint64(1), ((entered + 3) % N_LINKS).astype(np.uint64))
+    straight = (target.router.default_routing & (entered >= 0) & no_core & (link_word == straight_on))
+    return _Nodes(node_em, node_chip, entered, order, words, straight)
+
+
+def _chip_tuples(codes: np.ndarray, rows: int) -> list[tuple[int, int]]:
+    return list(zip((codes // rows).tolist(), (codes % rows).tolist(), strict=True))
+
+
+def _tree_dicts(nodes: _Nodes, n_em: int, rows: int) -> list[dict[tuple[int, int], int]]:
+    """Per emitter: chip -> route word, in the order the tree grows (source first)."""
+    grow = np.argsort(nodes.order)
+    chips = _chip_tuples(nodes.chip[grow], rows)
+    words = words_to_ints(nodes.words[grow])
+    bounds = np.searchsorted(nodes.emitter[grow], np.arange(n_em + 1)).tolist()
+    return [dict(zip(chips[a:b], words[a:b], strict=True)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _by_chip(sel: np.ndarray, nodes: _Nodes, rank_key: np.ndarray, keys: np.ndarray, masks: np.ndarray,
+             emitter: np.ndarray, words: np.ndarray, rows: int) -> dict[tuple[int, int], list[Entry]]:
+    """Entries as per-chip lists: chips in order of their first node in tree-growing order, entries within a
+    chip by rank_key. `sel` picks the nodes the entries' chips come from (one chip code per entry)."""
+    if not sel.size:
+        return {}
+    grow = np.argsort(nodes.order[sel], kind="stable")
+    chip_order, chip_rank = first_occurrence_order(nodes.chip[sel][grow])
+    rank = np.empty(sel.size, dtype=np.int64)
+    rank[grow] = chip_rank
+    order = np.lexsort((rank_key, rank))
+    entries = list(map(Entry, keys[order].tolist(), masks[order].tolist(), words_to_ints(words[order]),
+                       emitter[order].tolist()))
+    bounds = np.searchsorted(rank[order], np.arange(chip_order.size + 1)).tolist()
+    chips = _chip_tuples(chip_order, rows)
+    return {c: entries[a:b] for c, a, b in zip(chips, bounds[:-1], bounds[1:], strict=True)}
 
 
 def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = True) -> Routing:
@@ -93,65 +235,20 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
     limit are returned as they are (for measuring how far over), instead of raising TargetError."""
     max_size = max((s.size for s in slices), default=1)
     index_bits = max(0, math.ceil(math.log2(max(max_size, 1))))
-    dests = _destinations(inet, slices, target)
-    stages_of: dict[int, int] = {}
-    for (k, stage) in dests:
-        stages_of[k] = max(stages_of.get(k, 0), stage)
-    emitters: list[Emitter] = []
-    mask = ((1 << KEY_BITS) - 1) ^ ((1 << index_bits) - 1)
-    block = 0
-    # Key blocks in slice order, so a population's slices hold consecutive keys, and each population's
-    # run starts at a multiple of the next power of two of its length (as PACMAN's zoned allocation):
-    # entries of a population's slices that share a route on a chip then merge into one key/mask.
-    run_length: dict[int, int] = {}
-    for k, s in enumerate(slices):
-        if k > 0 and s.population == slices[k - 1].population and s.role == slices[k - 1].role:
-            run_length[k] = 0
-            continue
-        n = 1
-        while k + n < len(slices) and slices[k + n].population == s.population and slices[k + n].role == s.role:
-            n += 1
-        run_length[k] = n
-    run_of_emitter: list[tuple[int, int]] = []  # (first block of the slice's run, offset), (-1, 0) for delays
-    run_base = run_end = 0
-    for k, s in enumerate(slices):
-        if run_length[k] > 0:
-            # A run owns its whole aligned block, padding included: a merged entry may cover the padding.
-            align = 1 << (run_length[k] - 1).bit_length()
-            block = -(-max(block, run_end) // align) * align
-            run_base, run_end = block, block + align
-        first = 1 if s.role == Role.DELAY else 0
-        for stage in range(first, stages_of.get(k, 0) + 1):
-            if (k, stage) not in dests:
-                continue
-            key = block << index_bits
-            if key >= (1 << KEY_BITS):
-                raise TargetError(f"{len(slices)} slices of up to {max_size} neurons need more than {KEY_BITS}-bit "
-                                  "keys. Fix: fewer, larger slices")
-            emitters.append(Emitter(k, stage, key, mask, s.size, sorted(dests[(k, stage)])))
-            run_of_emitter.append((run_base, block - run_base) if s.role != Role.DELAY else (-1, 0))
-            block += 1
-    tables: dict[tuple[int, int], list[Entry]] = {}
-    defaulted: dict[tuple[int, int], list[Entry]] = {}
-    trees = []
-    for e_idx, em in enumerate(emitters):
-        src = slices[em.slice_index]
-        cores: dict[tuple[int, int], list[int]] = {}
-        for d in em.destinations:
-            cores.setdefault(slices[d].chip, []).append(slices[d].core)
-        tree, entered = _tree(target, src.chip, cores)
-        trees.append(tree)
-        for chip, word in tree.items():
-            entry = Entry(em.key, em.mask, word, e_idx)
-            links = [b for b in range(N_LINKS) if word >> b & 1]
-            straight = (target.router.default_routing and entered[chip] >= 0 and word >> N_LINKS == 0
-                        and links == [opposite(entered[chip])])
-            (defaulted if straight else tables).setdefault(chip, []).append(entry)
-    run_size: dict[int, int] = {}
-    for base, offset in run_of_emitter:
-        if base >= 0:
-            run_size[base] = max(run_size.get(base, 0), offset + 1)
-    tables = {chip: _merge_runs(entries, run_of_emitter, run_size, index_bits) for chip, entries in tables.items()}
+    mask = FULL_MASK ^ ((1 << index_bits) - 1)
+    em = _allocate_keys(inet, slices, target, index_bits, max_size)
+    emitters = _emitter_objects(em, slices, mask)
+    if not emitters:
+        return Routing(emitters, index_bits, {}, {}, {}, [])
+    rows = max(s.chip[1] for s in slices) + 1
+    nodes = _trees(em, slices, target, rows)
+    trees = _tree_dicts(nodes, len(emitters), rows)
+    node_key = em.key[nodes.emitter]
+    defaulted_sel = np.flatnonzero(nodes.straight)
+    defaulted = _by_chip(defaulted_sel, nodes, nodes.emitter[defaulted_sel], node_key[defaulted_sel],
+                         np.full(defaulted_sel.size, mask, np.int64), nodes.emitter[defaulted_sel],
+                         nodes.words[defaulted_sel], rows)
+    tables = _merged_tables(np.flatnonzero(~nodes.straight), nodes, em, index_bits, mask, rows)
     compressed = {chip: compress(entries, defaulted.get(chip, []), target.router.entries_per_chip)
                   for chip, entries in tables.items()}
     for chip, entries in compressed.items():
@@ -164,37 +261,63 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
     return Routing(emitters, index_bits, tables, compressed, defaulted, trees)
 
 
-def _merge_runs(entries: list[Entry], run_of_emitter: list[tuple[int, int]], run_size: dict[int, int],
-                index_bits: int) -> list[Entry]:
-    """One entry per aligned block of a population's slices that share a route on this chip (PACMAN's
-    merged table generator). A block holds only its run's keys (and unused padding), and each emitter
-    has one entry per chip, so a merged entry captures no other route: the table stays order-free."""
-    groups: dict[tuple[int, int], dict[int, Entry]] = {}
-    out: list[Entry] = []
-    for e in entries:
-        base, offset = run_of_emitter[e.emitter]
-        if base < 0:
-            out.append(e)
-        else:
-            groups.setdefault((base, e.route), {})[offset] = e
-    full = (1 << KEY_BITS) - 1
+def _merged_tables(sel: np.ndarray, nodes: _Nodes, em: _Emitters, index_bits: int, mask: int, rows: int
+                   ) -> dict[tuple[int, int], list[Entry]]:
+    """One entry per aligned block of a run's emitters that share a route on a chip (PACMAN's merged table
+    generator). A block holds only its run's keys (and unused padding), and each emitter has one entry per
+    chip, so a merged entry captures no other route: the table stays order-free.
 
-    def cover(base: int, route_word: int, present: dict[int, Entry], size_of_run: int, off: int, size: int) -> None:
-        real = range(off, min(off + size, size_of_run))
-        if not real:
-            return  # only padding: no packet carries these keys
-        if all(o in present for o in real):
-            out.append(present[off] if size == 1 else
-                       Entry((base + off) << index_bits, full ^ ((size << index_bits) - 1), route_word))
-            return
-        if size > 1:
-            cover(base, route_word, present, size_of_run, off, size // 2)
-            cover(base, route_word, present, size_of_run, off + size // 2, size // 2)
-
-    for (base, route_word), present in groups.items():
-        n = run_size[base]
-        cover(base, route_word, present, n, 0, 1 << (n - 1).bit_length())
-    return out
+    A block of 2^L emitter offsets is *full* when every offset of it below the run's size has an entry
+    with the route; the recursion of the generator keeps the largest full block holding each entry, so
+    each entry's level is the highest L at which its block is full (fullness only grows toward leaves).
+    Per chip: delay emitters' entries first (emitter order), then the blocks of each (run, route) group in
+    order of the group's first emitter, ascending."""
+    e = nodes.emitter[sel]
+    delay = em.delay[e]
+    run, offset = em.run[e], em.offset[e]
+    route_id = row_ids(nodes.words[sel])
+    chip = nodes.chip[sel]
+    run_size = np.bincount(em.run[~em.delay], minlength=int(em.run.max()) + 1)
+    # Sort run entries by (chip, run, route, offset): groups contiguous, offsets ascending.
+    order = np.lexsort((offset, route_id, run, chip, delay))
+    order = order[~delay[order]]
+    g_chip, g_run, g_route, g_off = chip[order], run[order], route_id[order], offset[order]
+    group_starts = segment_starts(g_chip, g_run, g_route)
+    group = segment_ids(group_starts, order.size)
+    size = run_size[g_run]
+    padded_size = np.array([1 << (n - 1).bit_length() if n else 0 for n in run_size.tolist()], dtype=np.int64)
+    top = np.zeros(order.size, dtype=np.int64)  # each entry's block level
+    level = 1
+    while order.size and (1 << level) < 2 * int(size.max()):
+        blk = g_off >> level
+        starts = segment_starts(group, blk)
+        count = np.diff(np.append(starts, order.size))
+        real = np.minimum(size[starts], (blk[starts] + 1) << level) - (blk[starts] << level)
+        within = (1 << level) <= padded_size[g_run[starts]]
+        full = within & (count == real)
+        top[np.repeat(full, count)] = level
+        level += 1
+    block_start = (g_off >> top) << top
+    out_starts = segment_starts(group, block_start)
+    out_level = top[out_starts]
+    keep = order[out_starts]
+    merged = out_level > 0
+    base = (em.key[e[keep]] >> index_bits) - g_off[out_starts] + block_start[out_starts]
+    keys = np.where(merged, base << index_bits, em.key[e[keep]])
+    masks = np.where(merged, FULL_MASK ^ ((1 << (out_level + index_bits)) - 1), mask)
+    emitter = np.where(merged, -1, e[keep])
+    group_first = np.minimum.reduceat(e[order], group_starts) if order.size else np.zeros(0, np.int64)
+    first_of_out = group_first[group[out_starts]]
+    # Delay entries (kind 0, by emitter) then run blocks (kind 1, by group's first emitter, block start).
+    d_idx = np.flatnonzero(delay)
+    all_idx = np.concatenate([d_idx, keep])
+    kind = np.concatenate([np.zeros(d_idx.size, np.int64), np.ones(keep.size, np.int64)])
+    primary = np.concatenate([e[d_idx], first_of_out])
+    secondary = np.concatenate([np.zeros(d_idx.size, np.int64), block_start[out_starts]])
+    rank_key = (kind * (int(e.max()) + 1) + primary) * (int(secondary.max(initial=0)) + 1) + secondary
+    return _by_chip(sel[all_idx], nodes, rank_key, np.concatenate([em.key[e[d_idx]], keys]),
+                    np.concatenate([np.full(d_idx.size, mask, np.int64), masks]),
+                    np.concatenate([e[d_idx], emitter]), nodes.words[sel[all_idx]], rows)
 
 
 def _captures(keys: np.ndarray, masks: np.ndarray, o_keys: np.ndarray, o_masks: np.ndarray,
