@@ -29,6 +29,7 @@ from .route_arrays import (
     WORD_BITS,
     bit_columns,
     first_occurrence_order,
+    paused_gc,
     rank_in_segment,
     row_ids,
     segment_ids,
@@ -237,18 +238,19 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
     index_bits = max(0, math.ceil(math.log2(max(max_size, 1))))
     mask = FULL_MASK ^ ((1 << index_bits) - 1)
     em = _allocate_keys(inet, slices, target, index_bits, max_size)
-    emitters = _emitter_objects(em, slices, mask)
-    if not emitters:
-        return Routing(emitters, index_bits, {}, {}, {}, [])
-    rows = max(s.chip[1] for s in slices) + 1
-    nodes = _trees(em, slices, target, rows)
-    trees = _tree_dicts(nodes, len(emitters), rows)
-    node_key = em.key[nodes.emitter]
-    defaulted_sel = np.flatnonzero(nodes.straight)
-    defaulted = _by_chip(defaulted_sel, nodes, nodes.emitter[defaulted_sel], node_key[defaulted_sel],
-                         np.full(defaulted_sel.size, mask, np.int64), nodes.emitter[defaulted_sel],
-                         nodes.words[defaulted_sel], rows)
-    tables = _merged_tables(np.flatnonzero(~nodes.straight), nodes, em, index_bits, mask, rows)
+    with paused_gc():
+        emitters = _emitter_objects(em, slices, mask)
+        if not emitters:
+            return Routing(emitters, index_bits, {}, {}, {}, [])
+        rows = max(s.chip[1] for s in slices) + 1
+        nodes = _trees(em, slices, target, rows)
+        trees = _tree_dicts(nodes, len(emitters), rows)
+        node_key = em.key[nodes.emitter]
+        defaulted_sel = np.flatnonzero(nodes.straight)
+        defaulted = _by_chip(defaulted_sel, nodes, nodes.emitter[defaulted_sel], node_key[defaulted_sel],
+                             np.full(defaulted_sel.size, mask, np.int64), nodes.emitter[defaulted_sel],
+                             nodes.words[defaulted_sel], rows)
+        tables = _merged_tables(np.flatnonzero(~nodes.straight), nodes, em, index_bits, mask, rows)
     compressed = {chip: compress(entries, defaulted.get(chip, []), target.router.entries_per_chip)
                   for chip, entries in tables.items()}
     for chip, entries in compressed.items():

@@ -7,12 +7,29 @@ sorted once per grouping and reduced by segment, so its Python work does not gro
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..ir import IntNetwork
 from .synapse_chunks import CHUNK_SYNAPSES
 
 WORD_BITS = 64  # route words wider than this (a bit per core of a 152-core chip) span several uint64 columns
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Cyclic GC off while the result's ~10^5-10^6 small objects (entries, tree dicts) are built: each
+    generation-2 pass would walk the whole heap (the network's 10^5 projections included) again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def segment_starts(*sorted_keys: np.ndarray) -> np.ndarray:
@@ -116,19 +133,6 @@ def path_legs(triangular: bool, dx: np.ndarray, dy: np.ndarray
         n2 = np.where(diag_case, np.where(straight_first, diag, s_len), n2)
         l2 = np.where(diag_case, np.where(straight_first, d_link, s_link), l2)
     return n1, l1, n2, l2
-
-
-def path_hops(triangular: bool, src_x: np.ndarray, src_y: np.ndarray, dst_x: np.ndarray, dst_y: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every hop of mesh.path(src[i], dst[i]) for all pairs at once: (pair, depth 1.., link, x, y after it)."""
-    n1, l1, n2, l2 = path_legs(triangular, dst_x - src_x, dst_y - src_y)
-    pair, k = ranges(n1 + n2)  # k: hops already taken
-    link = np.where(k < n1[pair], l1[pair], l2[pair])
-    along1 = np.minimum(k + 1, n1[pair])
-    along2 = k + 1 - along1
-    x = src_x[pair] + along1 * LINK_X[l1[pair]] + along2 * LINK_X[l2[pair]]
-    y = src_y[pair] + along1 * LINK_Y[l1[pair]] + along2 * LINK_Y[l2[pair]]
-    return pair, k + 1, link, x, y
 
 
 def tree_nodes(triangular: bool, src_x: np.ndarray, src_y: np.ndarray, pair_em: np.ndarray,

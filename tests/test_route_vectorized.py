@@ -1,0 +1,144 @@
+"""Route's whole-graph array code against the hop-by-hop definitions it replaces."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from neurocc.compiler.ir import make_projection
+from neurocc.compiler.passes import route_arrays, synapse_chunks
+from neurocc.compiler.passes.route import lookup, route
+from neurocc.compiler.pipeline import compile_network
+from neurocc.compiler.targets.mesh import N_LINKS, opposite, path, step
+from neurocc.compiler.targets.target import Mesh, Router, load_target
+from neurocc.workloads import random_network
+
+
+def _mesh(topology: str) -> SimpleNamespace:
+    return SimpleNamespace(mesh=SimpleNamespace(topology=topology))
+
+
+@pytest.mark.parametrize("topology", ["mesh2d", "triangular"])
+def test_path_legs_are_mesh_path(topology) -> None:
+    d = np.arange(-9, 10)
+    dx, dy = (a.ravel() for a in np.meshgrid(d, d, indexing="ij"))
+    n1, l1, n2, l2 = route_arrays.path_legs(topology == "triangular", dx, dy)
+    for k in range(dx.size):
+        legs = [int(l1[k])] * int(n1[k]) + [int(l2[k])] * int(n2[k])
+        assert legs == path(_mesh(topology), (0, 0), (int(dx[k]), int(dy[k]))), (dx[k], dy[k])
+
+
+def _tree_by_hops(topology: str, source: tuple[int, int], chips: list[tuple[int, int]]):
+    """The former per-emitter loop: walk each path, grow the tree after the last chip it holds."""
+    route: dict[tuple[int, int], int] = {source: 0}
+    entered = {source: -1}
+    for chip in sorted(chips):
+        links = path(_mesh(topology), source, chip)
+        walk = [source]
+        for link in links:
+            walk.append(step(walk[-1], link))
+        last = max(k for k, c in enumerate(walk) if c in route)
+        for k in range(last, len(links)):
+            route[walk[k]] |= 1 << links[k]
+            route[walk[k + 1]] = 0
+            entered[walk[k + 1]] = opposite(links[k])
+    return route, entered
+
+
+@pytest.mark.parametrize("topology", ["mesh2d", "triangular"])
+def test_tree_nodes_are_the_hop_by_hop_trees(topology) -> None:
+    rng = np.random.default_rng(3)
+    w, h = 9, 7
+    n_em = 40
+    src = rng.integers(0, [w, h], size=(n_em, 2))
+    dests = [sorted({tuple(c) for c in rng.integers(0, [w, h], size=(rng.integers(1, 12), 2)).tolist()})
+             for _ in range(n_em)]
+    pair_em = np.repeat(np.arange(n_em), [len(d) for d in dests])
+    pair_xy = np.array([c for d in dests for c in d])
+    span = w * h
+    code, first, depth, entered = route_arrays.tree_nodes(topology == "triangular", src[:, 0], src[:, 1], pair_em,
+                                                          pair_xy[:, 0], pair_xy[:, 1], h, span)
+    assert (np.diff(code) > 0).all()
+    for e in range(n_em):
+        ref, ref_entered = _tree_by_hops(topology, tuple(src[e].tolist()), dests[e])
+        mine = (code // span) == e
+        chips = [((c % span) // h, c % h) for c in code[mine].tolist()]
+        assert set(chips) == set(ref)
+        assert dict(zip(chips, entered[mine].tolist(), strict=True)) == ref_entered
+        # The order the tree grows in: by first destination (pair), then depth.
+        grow = np.lexsort((depth[mine], first[mine]))
+        assert [chips[k] for k in grow] == list(ref)
+
+
+def test_synapse_blocks_are_the_per_projection_synapses(monkeypatch) -> None:
+    net = random_network(300, 20, n_populations=3, n_inputs=40, max_delay=5, seed=4)
+    net.projections.append(make_projection("p1", "p0", np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                           np.zeros(0), np.zeros(0, np.int64), (100, 100)))  # an empty one
+    inet = compile_network(net, _small("loihi2", "mesh2d"), progress=False).network
+    offsets, _ = synapse_chunks.neuron_offsets(inet)
+
+    def flat(blocks):
+        pre, post, delay = (np.concatenate(c) for c in zip(*blocks, strict=True))
+        order = np.lexsort((delay, post, pre))
+        return pre[order], post[order], delay[order]
+
+    ref = flat([(c.pre, c.post, c.delay) for c in synapse_chunks.chunks(inet, offsets)])
+    for chunk in (synapse_chunks.CHUNK_SYNAPSES, 500):  # one block, and many
+        monkeypatch.setattr(route_arrays, "CHUNK_SYNAPSES", chunk)
+        got = flat(list(route_arrays.synapse_blocks(inet, offsets)))
+        for a, b in zip(ref, got, strict=True):
+            assert np.array_equal(a, b)
+
+
+def _small(base: str, topology: str, cores: int = 4, entries: int = 1024):
+    t = load_target(base)
+    return dataclasses.replace(t, mesh=Mesh(topology, 4, 4, cores), core=dataclasses.replace(t.core, neurons=32),
+                               router=Router(entries, topology == "triangular"))
+
+
+@pytest.mark.parametrize("base,topology,cores", [("loihi2", "mesh2d", 4), ("loihi2", "triangular", 4),
+                                                 ("spinnaker2", "triangular", 152)])
+def test_tables_send_every_key_as_its_tree(base, topology, cores) -> None:
+    """Merged tables are the per-emitter tree entries, merged: each key an emitter sends gets its tree's route
+    word on every chip of its tree (or is default-routed there), and a table is never longer."""
+    net = random_network(600, 30, n_populations=3, n_inputs=80, max_delay=5, seed=1)
+    tgt = _small(base, topology, cores)
+    m = compile_network(net, tgt, progress=False)
+    routing = m.routing
+    if cores > 64:  # cores from the top: route words wider than one 64-bit column
+        slices = [dataclasses.replace(s, core=cores - 1 - s.core) for s in m.slices]
+        routing = route(m.network, slices, tgt)
+    assert any(e.emitter == -1 for t in routing.tables.values() for e in t)  # some run entries merged
+    per_chip: dict = {}
+    for e_idx, em in enumerate(routing.emitters):
+        for chip, word in routing.trees[e_idx].items():
+            defaulted = [d for d in routing.defaulted.get(chip, []) if d.emitter == e_idx]
+            for neuron in {0, em.n_keys - 1}:
+                got = lookup(routing.tables.get(chip, []), em.key | neuron)
+                assert got == (None if defaulted else word), (e_idx, chip)
+            if defaulted:
+                assert word >> N_LINKS == 0 and word.bit_count() == 1
+            else:
+                per_chip[chip] = per_chip.get(chip, 0) + 1
+    assert set(per_chip) == set(routing.tables) == set(routing.compressed)
+    assert all(len(routing.tables[c]) <= n for c, n in per_chip.items())
+    if cores > 64:
+        assert any(e.route >> 64 for t in routing.tables.values() for e in t)  # words wider than one column
+
+
+def test_array_idioms() -> None:
+    keys = np.array([3, 3, 1, 1, 1, 4])
+    starts = route_arrays.segment_starts(keys)
+    assert starts.tolist() == [0, 2, 5]
+    assert route_arrays.segment_ids(starts, keys.size).tolist() == [0, 0, 1, 1, 1, 2]
+    assert route_arrays.rank_in_segment(starts, keys.size).tolist() == [0, 1, 0, 1, 2, 0]
+    uniq, rank = route_arrays.first_occurrence_order(np.array([5, 2, 5, 9, 2]))
+    assert uniq.tolist() == [5, 2, 9] and rank.tolist() == [0, 1, 0, 2, 1]
+    owner, offset = route_arrays.ranges(np.array([2, 0, 3]))
+    assert owner.tolist() == [0, 0, 2, 2, 2] and offset.tolist() == [0, 1, 0, 1, 2]
+    cols = route_arrays.bit_columns(np.array([0, 0, 1]), np.array([1, 70, 63]), 2, 2)
+    assert route_arrays.words_to_ints(cols) == [(1 << 70) | 2, 1 << 63]
+    assert route_arrays.row_ids(cols).tolist() in ([0, 1], [1, 0])
