@@ -22,9 +22,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ParameterError
-from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Network
+from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Network, Projection
 from ..ir.conv import Conv
 from ..neuron import coefficients
+from .segments import batches, concat, csr, row_lengths, split
 
 DECAY_RESOLUTION = 4096  # split decays that differ at the 12-bit level (Lava decay_shift = 12)
 MAX_SPLITS = 64
@@ -84,25 +85,66 @@ def lower(net: Network) -> LoweredNetwork:
                 alpha_i=float(np.median(c.alpha_i[idx])), alpha_v=float(np.median(c.alpha_v[idx])),
                 bias=bias[idx], spiking=c.spiking, v_scale=span[idx], v_offset=offset[idx],
             )
+    scaled = _scaled_weights(net.projections, row_gain)
     projections: list[LoweredProjection] = []
-    for proj in net.projections:
+    for proj, data in zip(net.projections, scaled, strict=True):  # one object per projection: the IR's form
         w = proj.weights  # read only: lowered projections share its index arrays (memory at 100M synapses)
-        scaled = np.repeat(row_gain[proj.post], np.diff(w.indptr))
-        scaled *= w.data  # in place: one float array per synapse, not two
-        for pre_name in source_pops[proj.pre]:
-            pre_idx = pops[pre_name].index
-            for post_name in source_pops[proj.post]:
-                post_idx = pops[post_name].index
-                sub, sub_delays = _submatrix(w, scaled, proj.delays, post_idx, pre_idx)
+        pres, posts = source_pops[proj.pre], source_pops[proj.post]
+        single = len(pres) == 1 and len(posts) == 1
+        if single and w.shape == (pops[posts[0]].size, pops[pres[0]].size):
+            if w.nnz:  # the whole matrix: shared indices, new data; what _submatrix returns, without its checks
+                sub = csr(data, w.indices, w.indptr, w.shape)
+                conv = _lowered_conv(proj, row_gain, notes, shareable=True)
+                projections.append(LoweredProjection(pres[0], posts[0], sub, proj.delays, conv))
+            continue
+        # Split populations (heterogeneous decays: rare, small networks): one block per pair of parts.
+        for pre_name in pres:
+            for post_name in posts:
+                sub, sub_delays = _submatrix(w, data, proj.delays, pops[post_name].index, pops[pre_name].index)
                 if sub.nnz:
-                    single = len(source_pops[proj.pre]) == 1 and len(source_pops[proj.post]) == 1
-                    conv = _scaled_kernel(proj.conv, row_gain[proj.post]) if single else None
-                    if proj.conv is not None and conv is None:
-                        notes.append(f"{proj.pre} -> {proj.post}: conv stored unrolled (its neurons differ "
-                                     "within an output channel, so one kernel cannot serve them)")
+                    conv = _lowered_conv(proj, row_gain, notes, shareable=single)
                     projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays, conv))
     outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
     return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
+
+
+ROWS_PER_BATCH = 1 << 22  # rows + synapses concatenated at once: bounds the temporaries to ~100 MB
+
+
+def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Every projection's weights times its post neuron's gain, per synapse (CSR order).
+
+    Array-at-a-time: a batch of projections' row gains and weights are concatenated, the gains
+    repeated to synapses and multiplied in one go, and the result split back into per-projection
+    views (the same float operation per synapse as np.repeat(gain, np.diff(indptr)) * data)."""
+    mats = [p.weights for p in projs]
+    gains = [row_gain[p.post] for p in projs]
+    rows = np.fromiter((w.shape[0] for w in mats), np.int64, len(mats))
+    wrong = np.flatnonzero(rows != np.fromiter(map(len, gains), np.int64, len(gains)))
+    if wrong.size:  # concatenated, a wrong row count would shift every later projection's gains
+        p = projs[wrong[0]]
+        raise ValueError(f"projection {p.pre!r} -> {p.post!r}: {p.weights.shape[0]} weight rows for "
+                         f"{len(gains[wrong[0]])} neurons of {p.post!r}")
+    nnz = np.fromiter((w.indptr[-1] for w in mats), np.int64, len(mats))
+    out: list[np.ndarray] = []
+    for a, b in batches(rows + nnz, ROWS_PER_BATCH):
+        data = np.repeat(concat(gains[a:b]), row_lengths([w.indptr for w in mats[a:b]]))
+        data *= concat([w.data for w in mats[a:b]])  # in place: one float array per synapse, not two
+        out += split(data, nnz[a:b])
+    return out
+
+
+def _lowered_conv(proj: Projection, row_gain: dict[str, np.ndarray], notes: list[str],
+                  shareable: bool) -> Conv | None:
+    """The projection's kernel in threshold units, or None (noted) when it must stay unrolled: its
+    gains differ within a channel, or it is a block of a split population (`shareable` False)."""
+    if proj.conv is None:
+        return None
+    conv = _scaled_kernel(proj.conv, row_gain[proj.post]) if shareable else None
+    if conv is None:
+        notes.append(f"{proj.pre} -> {proj.post}: conv stored unrolled (its neurons differ "
+                     "within an output channel, so one kernel cannot serve them)")
+    return conv
 
 
 def _scaled_kernel(conv: Conv | None, gain: np.ndarray) -> Conv | None:

@@ -11,6 +11,7 @@ layers keep their resolution.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,10 +25,10 @@ from ..ir import (
     IntProjection,
     LoweredNetwork,
     LoweredProjection,
-    compact_int,
     sign_mode_of,
 )
 from ..targets.target import NumericFormat, Target
+from .segments import batches, concat, csr, offsets, segment_max, segment_min, split
 
 HEADROOM_BITS = 3  # the threshold sits 8x below the state limit: room for input before v clips
 
@@ -55,32 +56,52 @@ def _mantissa_max(fmt: NumericFormat, mode: str) -> int:
     return fmt.weight_max - 1 if mode == "mixed" else fmt.weight_max
 
 
+def _exponents(peak: np.ndarray, m_max: np.ndarray, exp_min: int) -> np.ndarray:
+    """Per projection, the exponent e with peak / 2**e within the mantissa range `m_max` (peak > 0:
+    its largest |weight| x scale), as small as `exp_min` allows."""
+    over = peak > m_max
+    ratio = np.where(over, peak / m_max, m_max / peak)
+    # math.log2, not np.log2: numpy's SIMD log2 may differ from libm's by an ulp, which would move
+    # ceil/floor near powers of two. This is one C call per projection, no Python arithmetic.
+    log = np.fromiter(map(math.log2, ratio.tolist()), np.float64, ratio.size)
+    exp = np.where(over, np.ceil(log), -np.floor(log)).astype(np.int64)
+    return np.maximum(exp, exp_min)
+
+
+def _exponent_error(where: str, peak: float, exp: int, fmt: NumericFormat) -> QuantizationError:
+    return QuantizationError(
+        f"{where}: largest weight {peak:.4g} (threshold units x scale) needs exponent {exp}, above the "
+        f"format's {fmt.weight_exp_max}. Fix: lower the weights or raise the threshold of the layer"
+    )
+
+
+def _mantissas(data: np.ndarray, scale, pow2, half, low, high, dtype: type) -> np.ndarray:
+    """rint(data * scale / 2**exp) (mixed sign: to even values, half = 2; else half = 1), clipped.
+
+    The factors are scalars (one projection) or per-synapse arrays (a batch of projections); either
+    way each synapse sees the same float operations, in place: one temporary, not four."""
+    x = data * scale
+    x /= pow2
+    x /= half
+    np.rint(x, out=x)
+    x *= half
+    np.clip(x, low, high, out=x)
+    return x.astype(dtype)
+
+
 def _quantize_weights(data: np.ndarray, scale: float, fmt: NumericFormat, where: str,
                       exp_min: int | None = None) -> tuple[np.ndarray, int]:
+    """One array's mantissas and exponent (a conv kernel; projections are done in batches by `quantize`)."""
     mode = sign_mode_of(data)
     m_max = _mantissa_max(fmt, mode)
     peak = _abs_max(data) * scale
     if peak == 0:
         return np.zeros(data.size, mantissa_dtype(fmt)), 0
-    exp = math.ceil(math.log2(peak / m_max)) if peak > m_max else -math.floor(math.log2(m_max / peak))
-    exp = max(fmt.weight_exp_min if exp_min is None else exp_min, exp)
+    exp = int(_exponents(np.array([peak]), np.array([m_max]), fmt.weight_exp_min if exp_min is None else exp_min)[0])
     if exp > fmt.weight_exp_max:
-        raise QuantizationError(
-            f"{where}: largest weight {peak:.4g} (threshold units x scale) needs exponent {exp}, above the "
-            f"format's {fmt.weight_exp_max}. Fix: lower the weights or raise the threshold of the layer"
-        )
-    # In place, the same float operations as 2 * rint(data * scale / 2**exp / 2): one temporary, not four.
-    x = data * scale
-    x /= 2.0 ** exp
-    if mode == "mixed":
-        x /= 2
-        np.rint(x, out=x)
-        x *= 2
-    else:
-        np.rint(x, out=x)
-    low = -(fmt.weight_max + 1) if mode == "mixed" else -m_max
-    np.clip(x, low, m_max, out=x)
-    return x.astype(mantissa_dtype(fmt)), exp
+        raise _exponent_error(where, peak, exp, fmt)
+    half, low = (2.0, -(fmt.weight_max + 1)) if mode == "mixed" else (1.0, -m_max)
+    return _mantissas(data, scale, 2.0 ** exp, half, low, m_max, mantissa_dtype(fmt)), exp
 
 
 def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, np.ndarray]:
@@ -94,20 +115,26 @@ def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, 
     return mant, exp
 
 
-def _choose_scale(lnet: LoweredNetwork, post: str, fmt: NumericFormat, incoming: list | None = None) -> float:
-    """Largest scale <= default_scale at which every incoming weight and the bias fit the format."""
+def _choose_scale(fmt: NumericFormat, peaks: tuple[float, float] | None, bias: np.ndarray) -> float:
+    """Largest scale <= default_scale at which every incoming weight and the bias fit the format.
+
+    `peaks`: (smallest, largest) over the incoming non-empty projections of their largest |weight|
+    (a conv's kernel), or None. min over projections of limit / peak is limit / the largest peak:
+    division rounds monotonically, so this is exactly the per-projection minimum."""
     scale = float(min(default_scale(fmt), fmt.threshold_max))
-    for proj in (lnet.projections if incoming is None else incoming):
-        if proj.post != post or proj.weights.nnz == 0:
-            continue
-        peak = _abs_max(proj.conv.kernel if proj.conv is not None else proj.weights.data)
+    if peaks is not None:
         limit = _mantissa_max(fmt, "mixed") * 2.0 ** fmt.weight_exp_max
-        scale = min(scale, limit / peak)
-    bias = lnet.populations[post].bias
+        if peaks[0] == 0:  # an all-zero projection: the per-projection limit / peak divided by zero here
+            raise ZeroDivisionError("float division by zero")
+        scale = min(scale, limit / peaks[1])
     if bias.size and np.abs(bias).max() > 0:
         limit = fmt.bias_mant_max * 2.0 ** fmt.bias_exp_max / (1 << fmt.activation_shift)
         scale = min(scale, limit / float(np.abs(bias).max()))
     return scale
+
+
+WEIGHTS_PER_BATCH = 1 << 20  # synapses quantized at once: ~50 MB of per-synapse temporaries
+MODES = ("excitatory", "inhibitory", "mixed")
 
 
 def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
@@ -117,9 +144,9 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
     pops: dict[str, IntPopulation] = {}
     scales: dict[str, float] = {}
     notes = list(lnet.notes)
-    incoming: dict[str, list] = {}
-    for proj in lnet.projections:
-        incoming.setdefault(proj.post, []).append(proj)
+    projs = lnet.projections
+    stats = _Stats.of(projs)
+    peaks = _peaks_by_post(projs, stats)
     for name, lp in lnet.populations.items():
         if lp.kind == INPUT:
             pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, INPUT)
@@ -129,7 +156,7 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
                 f"population {lp.source!r} is {lp.kind}, which {target.name} does not run (it runs "
                 f"{', '.join(target.neuron_kinds)}). Fix: convert the layer, or choose another target"
             )
-        scale = _choose_scale(lnet, name, fmt, incoming.get(name, []))
+        scale = _choose_scale(fmt, peaks.get(name), lp.bias)
         if scale < 1:
             raise QuantizationError(
                 f"population {name!r}: weights or bias exceed what {target.name}'s format can represent even "
@@ -147,41 +174,179 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
             name, lp.source, lp.index, lp.shape, LIF, du, dv, vth, mant, exp, lp.spiking,
             v_unit=lp.v_scale / (scale * (1 << fmt.activation_shift)), v_offset=lp.v_offset,
         )
-    projections: list[IntProjection] = []
-    for proj in lnet.projections:
-        where = f"projection {proj.pre!r} -> {proj.post!r}"
-        if proj.delays.size and proj.delays.max() > fmt.max_delay:
+    return IntNetwork(pops, _int_projections(projs, stats, scales, target), list(lnet.inputs), dict(lnet.outputs),
+                      dict(lnet.source_pops), fmt, target.name, lnet.dt, notes)
+
+
+@dataclass
+class _Stats:
+    """Per projection, from one pass over all projections' weights and delays end to end."""
+
+    nnz: np.ndarray
+    w_min: np.ndarray  # 0 where empty
+    w_max: np.ndarray
+    n_delays: np.ndarray
+    d_min: np.ndarray
+    d_max: np.ndarray
+    conv: np.ndarray  # bool: a conv projection (quantized through its kernel)
+
+    @classmethod
+    def of(cls, projs: list[LoweredProjection]) -> _Stats:
+        n = len(projs)
+        nnz = np.fromiter((p.weights.nnz for p in projs), np.int64, n)
+        n_delays = np.fromiter((p.delays.size for p in projs), np.int64, n)
+        w_min, w_max = np.zeros(n), np.zeros(n)
+        d_min, d_max = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for a, b in batches(np.maximum(nnz, n_delays), WEIGHTS_PER_BATCH):
+            data = concat([p.weights.data for p in projs[a:b]])
+            w_min[a:b], w_max[a:b] = segment_min(data, nnz[a:b]), segment_max(data, nnz[a:b])
+            delays = concat([p.delays for p in projs[a:b]])
+            d_min[a:b], d_max[a:b] = segment_min(delays, n_delays[a:b]), segment_max(delays, n_delays[a:b])
+        conv = np.fromiter((p.conv is not None for p in projs), bool, n)
+        return cls(nnz, w_min, w_max, n_delays, d_min, d_max, conv)
+
+    def abs_max(self) -> np.ndarray:
+        """max |weight| per projection (0 where empty), without an |data| temporary."""
+        return np.maximum(self.w_max, -self.w_min)
+
+    def mixed(self) -> np.ndarray:
+        """sign_mode_of(weights.data) == 'mixed', per projection."""
+        return (self.nnz > 0) & (self.w_min < 0) & (self.w_max > 0)
+
+
+def _peaks_by_post(projs: list[LoweredProjection], stats: _Stats) -> dict[str, tuple[float, float]]:
+    """Post population -> (smallest, largest) max |weight| of its non-empty incoming projections."""
+    peak = stats.abs_max()
+    for k in np.flatnonzero(stats.conv).tolist():  # a conv's scale is its kernel's (few projections)
+        peak[k] = _abs_max(projs[k].conv.kernel)
+    live = np.flatnonzero(stats.nnz > 0)
+    posts, post_of = np.unique(np.array([projs[k].post for k in live.tolist()], dtype=str), return_inverse=True)
+    lo, hi = np.full(posts.size, np.inf), np.full(posts.size, -np.inf)
+    np.minimum.at(lo, post_of, peak[live])
+    np.maximum.at(hi, post_of, peak[live])
+    return {post: (float(a), float(b)) for post, a, b in zip(posts.tolist(), lo.tolist(), hi.tolist(), strict=True)}
+
+
+def _int_projections(projs: list[LoweredProjection], stats: _Stats, scales: dict[str, float],
+                     target: Target) -> list[IntProjection]:
+    """Every projection's integer weights, in the lowered order (empty ones dropped).
+
+    Exponents, sign modes and the checks come from the per-projection stats; the mantissas are
+    computed a batch of projections at a time on their concatenated weights."""
+    fmt = target.format
+    n = len(projs)
+    scale = np.array([scales[p.post] for p in projs], np.float64)
+    mixed = stats.mixed()
+    m_max = np.where(mixed, _mantissa_max(fmt, "mixed"), fmt.weight_max)
+    peak = stats.abs_max() * scale
+    todo = ~stats.conv & (peak != 0)  # peak 0: every mantissa is 0, the projection is dropped
+    exp = np.zeros(n, np.int64)
+    exp[todo] = _exponents(peak[todo], m_max[todo], fmt.weight_exp_min)
+    # The errors the per-projection loop raised, in its order: a delay beyond the format, then a
+    # weight exponent beyond it (a conv's, from its kernel, raised by quantizing it).
+    bad = ((stats.n_delays > 0) & (stats.d_max > fmt.max_delay)) | (todo & (exp > fmt.weight_exp_max))
+    first = int(np.argmax(bad)) if bad.any() else n
+    convs = {k: _quantize_conv(projs[k], scales[projs[k].post], fmt, _where(projs[k]))
+             for k in np.flatnonzero(stats.conv[:first]).tolist()}
+    if first < n:
+        if stats.n_delays[first] and stats.d_max[first] > fmt.max_delay:
             raise QuantizationError(
-                f"{where}: delay {int(proj.delays.max())} steps exceeds {target.name}'s maximum of "
-                f"{fmt.max_delay}. Fix: shorten the delays, use a larger dt, or a target with longer delays"
+                f"{_where(projs[first])}: delay {int(stats.d_max[first])} steps exceeds {target.name}'s maximum "
+                f"of {fmt.max_delay}. Fix: shorten the delays, use a larger dt, or a target with longer delays"
             )
-        if proj.conv is not None:
-            conv_proj = _quantize_conv(proj, scales[proj.post], fmt, where)
-            if conv_proj.weights.nnz:
-                projections.append(conv_proj)
-            continue
-        mant, exp = _quantize_weights(proj.weights.data, scales[proj.post], fmt, where)
-        keep = mant != 0
-        lw = proj.weights
-        delays = compact_int(proj.delays)
-        if keep.all():  # index arrays and delays shared with the lowered (and float) network, not copied
-            w = sp.csr_array((mant, lw.indices, lw.indptr), shape=lw.shape, copy=False)
-        elif lw.has_canonical_format:  # drop zero mantissas: rows keep their sorted order
-            kept_before = np.concatenate(([0], np.cumsum(keep)))
-            indptr = kept_before[lw.indptr].astype(lw.indptr.dtype)
-            w = sp.csr_array((mant[keep], lw.indices[keep], indptr), shape=lw.shape, copy=False)
-            delays = delays[keep]
+        raise _exponent_error(_where(projs[first]), float(peak[first]), int(exp[first]), fmt)
+    delays = _compact_delays(projs, stats)
+    weights = _weights(projs, todo, scale, exp, mixed, m_max, fmt)
+    out: list[IntProjection] = []
+    for k, proj in enumerate(projs):  # one object per projection: the IR's form
+        if k in convs:
+            if convs[k].weights.nnz:
+                out.append(convs[k])
+        elif k in weights:
+            w, keep, mode = weights[k]
+            d = delays[k] if keep is None else delays[k][keep]
+            out.append(IntProjection(proj.pre, proj.post, w, d, int(exp[k]), mode))
+    return out
+
+
+def _where(proj: LoweredProjection) -> str:
+    return f"projection {proj.pre!r} -> {proj.post!r}"
+
+
+def _compact_delays(projs: list[LoweredProjection], stats: _Stats) -> list[np.ndarray]:
+    """compact_int(delays) per projection: the same arrays where already narrowest (shared with the
+    lowered network), the others converted together, one concatenation per integer type."""
+    types = (np.int16, np.int32, np.int64)
+    narrowest = np.full(len(projs), len(types) - 1)
+    for t in reversed(range(len(types) - 1)):
+        info = np.iinfo(types[t])
+        narrowest[(info.min <= stats.d_min) & (stats.d_max <= info.max)] = t
+    out = [p.delays for p in projs]
+    for t, dtype in enumerate(types):
+        change = [k for k in np.flatnonzero(narrowest == t).tolist() if out[k].dtype != dtype]
+        if change:
+            merged = concat([out[k] for k in change]).astype(dtype, copy=False)
+            for k, d in zip(change, split(merged, stats.n_delays[change]), strict=True):
+                out[k] = d
+    return out
+
+
+def _weights(projs: list[LoweredProjection], todo: np.ndarray, scale: np.ndarray, exp: np.ndarray,
+             mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat
+             ) -> dict[int, tuple[sp.csr_array, np.ndarray | None, str]]:
+    """Projection index -> (integer weights, mask of kept synapses or None, sign mode) for the
+    projections in `todo` that keep a synapse. Mantissas a batch at a time: per-synapse factors
+    for a batch of float64 weights; a projection alone (large, or another dtype) gets scalars,
+    exactly the single-array arithmetic."""
+    dtype = mantissa_dtype(fmt)
+    half = np.where(mixed, 2.0, 1.0)
+    low = np.where(mixed, -(fmt.weight_max + 1), -m_max).astype(np.float64)
+    pow2 = np.ldexp(1.0, exp)
+    idx = np.flatnonzero(todo)
+    sub = [projs[k] for k in idx.tolist()]
+    nnz = np.fromiter((p.weights.nnz for p in sub), np.int64, len(sub))
+    alone = np.fromiter((p.weights.data.dtype != np.float64 for p in sub), bool, len(sub))
+    out: dict[int, tuple[sp.csr_array, np.ndarray | None, str]] = {}
+    for a, b in batches(nnz, WEIGHTS_PER_BATCH, alone):
+        ks = idx[a:b]
+        data = concat([p.weights.data for p in sub[a:b]])
+        if b - a == 1:
+            k = int(ks[0])
+            factors = (float(scale[k]), float(pow2[k]), float(half[k]), float(low[k]), float(m_max[k]))
         else:
-            rows = np.repeat(np.arange(lw.shape[0]), np.diff(lw.indptr))[keep]
-            w = sp.csr_array((mant[keep], (rows, lw.indices[keep])), shape=lw.shape)
-            w.sort_indices()
-            delays = delays[keep]
-        del mant, keep
-        if w.nnz:
-            projections.append(IntProjection(proj.pre, proj.post, w, delays, exp, sign_mode_of(w.data)))
-        del lw, w, delays
-    return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
-                      target.name, lnet.dt, notes)
+            factors = tuple(np.repeat(f[ks], nnz[a:b]) for f in (scale, pow2, half, low, m_max.astype(np.float64)))
+        mant = _mantissas(data, *factors, dtype)
+        del data, factors
+        keep = mant != 0
+        kept = offsets(keep)  # kept synapses before each synapse
+        starts = offsets(nnz[a:b])
+        n_kept = kept[starts[1:]] - kept[starts[:-1]]
+        lo, hi = segment_min(mant, nnz[a:b]), segment_max(mant, nnz[a:b])
+        mode = np.where(lo >= 0, 0, np.where(hi <= 0, 1, 2)).tolist()
+        parts = split(mant, nnz[a:b])
+        masks = split(keep, nnz[a:b])
+        for j, k in enumerate(ks.tolist()):
+            if n_kept[j] == 0:
+                continue
+            mask = None if n_kept[j] == nnz[a + j] else masks[j]
+            w, summed = _kept(projs[k].weights, parts[j], mask)
+            out[k] = (w, mask, sign_mode_of(w.data) if summed else MODES[mode[j]])
+    return out
+
+
+def _kept(lw: sp.csr_array, mant: np.ndarray, keep: np.ndarray | None) -> tuple[sp.csr_array, bool]:
+    """The integer weights: `lw`'s pattern with mantissas `mant`, without the synapses `keep` drops;
+    and whether duplicates were summed (a non-canonical `lw`: the data are no longer `mant`'s)."""
+    if keep is None:  # index arrays shared with the lowered (and float) network, not copied
+        return csr(mant, lw.indices, lw.indptr, lw.shape), False
+    if lw.has_canonical_format:  # drop zero mantissas: rows keep their sorted order
+        kept_before = np.concatenate(([0], np.cumsum(keep)))
+        indptr = kept_before[lw.indptr].astype(lw.indptr.dtype)
+        return csr(mant[keep], lw.indices[keep], indptr, lw.shape), False
+    rows = np.repeat(np.arange(lw.shape[0]), np.diff(lw.indptr))[keep]
+    w = sp.csr_array((mant[keep], (rows, lw.indices[keep])), shape=lw.shape)
+    w.sort_indices()
+    return w, True
 
 
 def _quantize_conv(proj: LoweredProjection, scale: float, fmt: NumericFormat, where: str) -> IntProjection:
