@@ -28,6 +28,7 @@ from .route_arrays import (
     LINK_Y,
     WORD_BITS,
     bit_columns,
+    distinct_codes,
     first_occurrence_order,
     paused_gc,
     rank_in_segment,
@@ -175,7 +176,7 @@ def _trees(em: _Emitters, slices: list[Slice], target: Target, rows: int) -> _No
     # Destination chips per emitter (sorted by chip: the order the trees grow in).
     dst_em = np.repeat(np.arange(n_em, dtype=np.int64), np.diff(em.dst_ptr))
     dst_code = dst_em * span + chip_x[em.dst] * rows + chip_y[em.dst]
-    pair_code = np.unique(dst_code)
+    pair_code, pair_of_dst = distinct_codes(dst_code, n_em * span)
     pair_em = pair_code // span
     pair_x, pair_y = (pair_code % span) // rows, pair_code % rows
     src_x, src_y = chip_x[em.slice_index], chip_y[em.slice_index]
@@ -190,9 +191,9 @@ def _trees(em: _Emitters, slices: list[Slice], target: Target, rows: int) -> _No
     out_link = (entered[child] + 3) % N_LINKS
     parent_code = code[child] - LINK_X[out_link] * rows - LINK_Y[out_link]
     n_words = -(-(N_LINKS + target.mesh.cores_per_chip) // WORD_BITS)
-    owners = np.concatenate([np.searchsorted(code, parent_code), np.searchsorted(code, dst_code)])
-    bits = np.concatenate([out_link, N_LINKS + core[em.dst]])
-    words = bit_columns(owners, bits, code.size, n_words)
+    words = bit_columns(np.searchsorted(code, parent_code), out_link, code.size, n_words)
+    words[np.searchsorted(code, pair_code)] |= bit_columns(pair_of_dst, N_LINKS + core[em.dst], pair_code.size,
+                                                           n_words)
     link_word = words[:, 0] & np.uint64((1 << N_LINKS) - 1)
     no_core = (words[:, 0] >> np.uint64(N_LINKS) == 0) & ~words[:, 1:].any(axis=1)
     straight_on = np.left_shift(np.uint64(1), ((entered + 3) % N_LINKS).astype(np.uint64))

@@ -50,6 +50,18 @@ def segment_ids(starts: np.ndarray, n: int) -> np.ndarray:
     return np.cumsum(marks)
 
 
+def distinct_codes(codes: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(codes, return_inverse=True) for codes in [0, space): through a bitmap over the space when it
+    is small next to the input (linear where np.unique sorts)."""
+    if space > max(1 << 24, 8 * codes.size):
+        return np.unique(codes, return_inverse=True)
+    seen = np.zeros(space, dtype=bool)
+    seen[codes] = True
+    uniq = np.flatnonzero(seen)
+    index = np.cumsum(seen, dtype=np.int64) - 1
+    return uniq, index[codes]
+
+
 def rank_in_segment(starts: np.ndarray, n: int) -> np.ndarray:
     """Position of each element within its segment (0 at each start)."""
     lengths = np.diff(np.append(starts, n))
