@@ -37,7 +37,11 @@ the machine was.
 Entries are per-chip routing-table entries before and after compression; a chip is over the
 limit when it holds more than the router's 1,023 entries.
 
-    python bench/vs_pacman.py [--configs A C D] [--repeats 3] [--out PATH]
+Code measured. By default neurocc's working tree. With `--neurocc-rev REV` (e.g. HEAD) the
+workers import a `git archive` snapshot of that commit instead, so edits made in the checkout
+while the benchmark runs cannot change (or break) what is measured; the JSON records which.
+
+    python bench/vs_pacman.py [--configs A C D] [--repeats 3] [--neurocc-rev HEAD] [--out PATH]
 
 Writes bench/results/vs_pacman.json (atomically). Not a test.
 """
@@ -45,6 +49,7 @@ Writes bench/results/vs_pacman.json (atomically). Not a test.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -54,6 +59,7 @@ import runpy
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import venv
@@ -202,7 +208,10 @@ def neurocc_worker(config: str, seed: int, machine: list[int]) -> None:
     after = [len(v) for v in routing.compressed.values()]
     # The input population (one spike source) has no counterpart in the harness: not counted.
     ours = [s for s in placement.slices if s.population != "input"]
+    import neurocc
+
     emit_result({
+        "neurocc_imported_from": str(Path(neurocc.__file__).parent),
         "stage_times_s": times, "peak_rss_mb": peak_rss_mb(), "cpu_s": cpu_s(),
         "cores": len(ours), "chips": len({s.chip for s in ours}), "placement_method": placement.method,
         "entries": {
@@ -217,11 +226,22 @@ def neurocc_worker(config: str, seed: int, machine: list[int]) -> None:
 
 # ---------------------------------------------------------------- parent: run, parse, summarise
 
-def run_child(cmd: list[str]) -> tuple[str, dict]:
+def snapshot(rev: str, dest: Path) -> Path:
+    """neurocc at commit `rev`, laid out as installed (compiler/ etc. become neurocc.compiler)."""
+    tar = subprocess.run(["git", "archive", rev, "neurocc", "compiler", "backends", "runtime", "firmware"],
+                         cwd=REPO, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        tf.extractall(dest, filter="data")
+    for sub in ("compiler", "backends", "runtime", "firmware"):
+        os.replace(dest / sub, dest / "neurocc" / sub)
+    return dest
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> tuple[str, dict]:
     """Runs one worker; returns its stdout and its result line with wall time and load added."""
     load_start = os.getloadavg()
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     wall = time.perf_counter() - start
     load_end = os.getloadavg()
     if proc.returncode != 0:
@@ -261,10 +281,12 @@ def run_pacman(config: str, seed: int) -> dict:
     return res
 
 
-def run_neurocc(config: str, seed: int, machine: list[int]) -> dict:
+def run_neurocc(config: str, seed: int, machine: list[int], code: Path | None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--neurocc-worker", config, str(seed),
            f"{machine[0]}x{machine[1]}"]
-    return run_child(cmd)[1]
+    # PYTHONPATH precedes the editable install's finder (appended to sys.meta_path).
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
+    return run_child(cmd, env)[1]
 
 
 def pacman_seconds(res: dict) -> dict:
@@ -299,13 +321,13 @@ def medians(rows: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def run_config(name: str, seed: int, repeats: int) -> dict:
+def run_config(name: str, seed: int, repeats: int, code: Path | None) -> dict:
     cfg = CONFIGS[name]
     print(f"config {name}: {cfg}, {repeats} interleaved repeats", flush=True)
     runs = []
     for r in range(repeats):
         pac = run_pacman(name, seed)
-        ours = run_neurocc(name, seed, pac["machine"])
+        ours = run_neurocc(name, seed, pac["machine"], code)
         pac_s, our_s = pacman_seconds(pac), neurocc_seconds(ours)
         runs.append({"pacman": pac, "neurocc": ours, "pacman_s": pac_s, "neurocc_s": our_s,
                      "speedup": speedups(pac_s, our_s)})
@@ -340,11 +362,11 @@ def run_config(name: str, seed: int, repeats: int) -> dict:
     return summary
 
 
-def git_state() -> dict:
+def git_state(rev: str = "HEAD") -> dict:
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted": git("status", "--porcelain").splitlines()}
+    return {"commit": git("rev-parse", rev), "uncommitted": git("status", "--porcelain").splitlines()}
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -360,6 +382,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--neurocc-rev", help="measure this commit's neurocc (a git archive snapshot), "
+                                          "not the working tree")
     ap.add_argument("--pacman-worker", nargs=2, metavar=("CONFIG", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--neurocc-worker", nargs=3, metavar=("CONFIG", "SEED", "WxH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -371,7 +395,9 @@ def main() -> int:
         neurocc_worker(config, int(seed), [int(v) for v in machine.split("x")])
         return 0
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    results = {name: run_config(name, args.seed, args.repeats) for name in args.configs}
+    with tempfile.TemporaryDirectory(prefix="vs_pacman-neurocc-") as tmp:
+        code = snapshot(args.neurocc_rev, Path(tmp)) if args.neurocc_rev else None
+        results = {name: run_config(name, args.seed, args.repeats, code) for name in args.configs}
     write_json_atomic(args.out, {
         "how_to_read": "speedup = PACMAN s / neurocc s from medians over interleaved repeats; "
                        "above 1 = neurocc faster. mapping: neurocc partition+place+route vs PACMAN "
@@ -382,6 +408,8 @@ def main() -> int:
                  "platform": platform.platform(), "python": platform.python_version(),
                  "pacman_version": next(iter(results.values()))["repeats"][0]["pacman"]["pacman_version"]},
         "neurocc_git": git_state(),
+        "neurocc_code_measured": (f"git archive of {args.neurocc_rev} ({git_state(args.neurocc_rev)['commit']})"
+                                  if args.neurocc_rev else "working tree (see neurocc_git.uncommitted)"),
         "configs": results,
     })
     print(f"wrote {args.out}")
