@@ -16,6 +16,7 @@ Non-spiking kinds (LI, CubaLI, I) become readouts: same dynamics, no threshold.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -25,7 +26,8 @@ from ..errors import ParameterError
 from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Network, Projection
 from ..ir.conv import Conv
 from ..neuron import coefficients
-from .segments import batches, concat, csr, row_lengths, split
+from . import segments
+from .segments import batches, concat, csr, paused_gc, row_lengths, split
 
 DECAY_RESOLUTION = 4096  # split decays that differ at the 12-bit level (Lava decay_shift = 12)
 MAX_SPLITS = 64
@@ -85,17 +87,27 @@ def lower(net: Network) -> LoweredNetwork:
                 alpha_i=float(np.median(c.alpha_i[idx])), alpha_v=float(np.median(c.alpha_v[idx])),
                 bias=bias[idx], spiking=c.spiking, v_scale=span[idx], v_offset=offset[idx],
             )
-    scaled = _scaled_weights(net.projections, row_gain)
+    with paused_gc():
+        projections = _lowered_projections(net, pops, source_pops, row_gain, notes)
+    outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
+    return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
+
+
+def _lowered_projections(net: Network, pops: dict[str, LoweredPopulation], source_pops: dict[str, list[str]],
+                         row_gain: dict[str, np.ndarray], notes: list[str]) -> list[LoweredProjection]:
+    """Every projection in threshold units, per pair of lowered populations (notes appended)."""
+    scaled, counts = _scaled_weights(net.projections, row_gain)
+    size = {name: lp.size for name, lp in pops.items()}
     projections: list[LoweredProjection] = []
-    for proj, data in zip(net.projections, scaled, strict=True):  # one object per projection: the IR's form
+    for proj, data, n in zip(net.projections, scaled, counts, strict=True):  # one object each: the IR's form
         w = proj.weights  # read only: lowered projections share its index arrays (memory at 100M synapses)
         pres, posts = source_pops[proj.pre], source_pops[proj.post]
         single = len(pres) == 1 and len(posts) == 1
-        if single and w.shape == (pops[posts[0]].size, pops[pres[0]].size):
-            if w.nnz:  # the whole matrix: shared indices, new data; what _submatrix returns, without its checks
-                sub = csr(data, w.indices, w.indptr, w.shape)
-                conv = _lowered_conv(proj, row_gain, notes, shareable=True)
-                projections.append(LoweredProjection(pres[0], posts[0], sub, proj.delays, conv))
+        if single and w.shape == (size[posts[0]], size[pres[0]]):
+            if n:  # the whole matrix: shared indices, new data; what _submatrix returns, without its checks
+                conv = None if proj.conv is None else _lowered_conv(proj, row_gain, notes, shareable=True)
+                projections.append(LoweredProjection(pres[0], posts[0], csr(data, w.indices, w.indptr, w.shape),
+                                                     proj.delays, conv))
             continue
         # Split populations (heterogeneous decays: rare, small networks): one block per pair of parts.
         for pre_name in pres:
@@ -104,19 +116,20 @@ def lower(net: Network) -> LoweredNetwork:
                 if sub.nnz:
                     conv = _lowered_conv(proj, row_gain, notes, shareable=single)
                     projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays, conv))
-    outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
-    return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
+    return projections
 
 
 ROWS_PER_BATCH = 1 << 22  # rows + synapses concatenated at once: bounds the temporaries to ~100 MB
 
 
-def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Every projection's weights times its post neuron's gain, per synapse (CSR order).
+def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """Every projection's weights times its post neurons' gains, per synapse in CSR order (the same
+    float product per synapse as np.repeat(gain, np.diff(indptr)) * data); and the synapse counts.
 
-    Array-at-a-time: a batch of projections' row gains and weights are concatenated, the gains
-    repeated to synapses and multiplied in one go, and the result split back into per-projection
-    views (the same float operation per synapse as np.repeat(gain, np.diff(indptr)) * data)."""
+    Array-at-a-time: a batch of projections' gains and weights are concatenated, the gains repeated
+    to synapses and multiplied in one go, the result split back into per-projection views. A post
+    population whose neurons share one gain (bit for bit) repeats it per synapse directly; otherwise
+    the gains go per row, which costs a pass over every row of the batch's matrices."""
     mats = [p.weights for p in projs]
     gains = [row_gain[p.post] for p in projs]
     rows = np.fromiter((w.shape[0] for w in mats), np.int64, len(mats))
@@ -125,13 +138,30 @@ def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) ->
         p = projs[wrong[0]]
         raise ValueError(f"projection {p.pre!r} -> {p.post!r}: {p.weights.shape[0]} weight rows for "
                          f"{len(gains[wrong[0]])} neurons of {p.post!r}")
-    nnz = np.fromiter((w.indptr[-1] for w in mats), np.int64, len(mats))
-    out: list[np.ndarray] = []
-    for a, b in batches(rows + nnz, ROWS_PER_BATCH):
-        data = np.repeat(concat(gains[a:b]), row_lengths([w.indptr for w in mats[a:b]]))
-        data *= concat([w.data for w in mats[a:b]])  # in place: one float array per synapse, not two
-        out += split(data, nnz[a:b])
-    return out
+    nnz = np.fromiter(map(segments.nnz, mats), np.int64, len(mats))
+    shared = {post: _shared_value(gain) for post, gain in row_gain.items()}
+    one = np.array([shared[p.post] for p in projs], np.float64)  # NaN: the gains differ
+    per_row = np.isnan(one)
+    out: list[np.ndarray] = [np.empty(0)] * len(projs)
+    for members, sizes in ((np.flatnonzero(~per_row), nnz), (np.flatnonzero(per_row), nnz + rows)):
+        for a, b in batches(sizes[members], ROWS_PER_BATCH):
+            ks = members[a:b]
+            if per_row[ks[0]]:
+                data = np.repeat(concat([gains[k] for k in ks]), row_lengths([mats[k].indptr for k in ks]))
+            else:
+                data = np.repeat(one[ks], nnz[ks])
+            data *= concat([mats[k].data for k in ks])  # in place: one float array per synapse, not two
+            for k, d in zip(ks.tolist(), split(data, nnz[ks]), strict=True):
+                out[k] = d
+    return out, nnz.tolist()
+
+
+def _shared_value(gain: np.ndarray) -> float:
+    """The one value every entry of `gain` has (bit for bit: 0.0 and -0.0 differ in a product), or NaN."""
+    if gain.size == 0 or gain.dtype != np.float64:
+        return math.nan
+    bits = gain.view(np.uint64)
+    return float(gain[0]) if not np.isnan(gain[0]) and bool(np.all(bits == bits[0])) else math.nan
 
 
 def _lowered_conv(proj: Projection, row_gain: dict[str, np.ndarray], notes: list[str],

@@ -28,7 +28,8 @@ from ..ir import (
     sign_mode_of,
 )
 from ..targets.target import NumericFormat, Target
-from .segments import batches, concat, csr, offsets, segment_max, segment_min, split
+from . import segments
+from .segments import batches, concat, csr, offsets, paused_gc, segment_max, segment_min, split
 
 HEADROOM_BITS = 3  # the threshold sits 8x below the state limit: room for input before v clips
 
@@ -174,8 +175,10 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
             name, lp.source, lp.index, lp.shape, LIF, du, dv, vth, mant, exp, lp.spiking,
             v_unit=lp.v_scale / (scale * (1 << fmt.activation_shift)), v_offset=lp.v_offset,
         )
-    return IntNetwork(pops, _int_projections(projs, stats, scales, target), list(lnet.inputs), dict(lnet.outputs),
-                      dict(lnet.source_pops), fmt, target.name, lnet.dt, notes)
+    with paused_gc():
+        projections = _int_projections(projs, stats, scales, target)
+    return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
+                      target.name, lnet.dt, notes)
 
 
 @dataclass
@@ -193,7 +196,7 @@ class _Stats:
     @classmethod
     def of(cls, projs: list[LoweredProjection]) -> _Stats:
         n = len(projs)
-        nnz = np.fromiter((p.weights.nnz for p in projs), np.int64, n)
+        nnz = np.fromiter((segments.nnz(p.weights) for p in projs), np.int64, n)
         n_delays = np.fromiter((p.delays.size for p in projs), np.int64, n)
         w_min, w_max = np.zeros(n), np.zeros(n)
         d_min, d_max = np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -256,16 +259,17 @@ def _int_projections(projs: list[LoweredProjection], stats: _Stats, scales: dict
             )
         raise _exponent_error(_where(projs[first]), float(peak[first]), int(exp[first]), fmt)
     delays = _compact_delays(projs, stats)
-    weights = _weights(projs, todo, scale, exp, mixed, m_max, fmt)
+    weights = _weights(projs, stats.nnz, todo, scale, exp, mixed, m_max, fmt)
+    exps = exp.tolist()
     out: list[IntProjection] = []
     for k, proj in enumerate(projs):  # one object per projection: the IR's form
         if k in convs:
             if convs[k].weights.nnz:
                 out.append(convs[k])
-        elif k in weights:
+        elif weights[k] is not None:
             w, keep, mode = weights[k]
             d = delays[k] if keep is None else delays[k][keep]
-            out.append(IntProjection(proj.pre, proj.post, w, d, int(exp[k]), mode))
+            out.append(IntProjection(proj.pre, proj.post, w, d, exps[k], mode))
     return out
 
 
@@ -291,54 +295,56 @@ def _compact_delays(projs: list[LoweredProjection], stats: _Stats) -> list[np.nd
     return out
 
 
-def _weights(projs: list[LoweredProjection], todo: np.ndarray, scale: np.ndarray, exp: np.ndarray,
+_F64 = np.dtype(np.float64)
+
+
+def _weights(projs: list[LoweredProjection], nnz: np.ndarray, todo: np.ndarray, scale: np.ndarray, exp: np.ndarray,
              mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat
-             ) -> dict[int, tuple[sp.csr_array, np.ndarray | None, str]]:
-    """Projection index -> (integer weights, mask of kept synapses or None, sign mode) for the
-    projections in `todo` that keep a synapse. Mantissas a batch at a time: per-synapse factors
-    for a batch of float64 weights; a projection alone (large, or another dtype) gets scalars,
-    exactly the single-array arithmetic."""
+             ) -> list[tuple[sp.csr_array, np.ndarray | None, str] | None]:
+    """Per projection: (integer weights, mask of the kept synapses or None if all, sign mode), or
+    None outside `todo` or when no synapse keeps a mantissa. Mantissas a batch at a time: per-synapse
+    factors for a batch of float64 weights; a projection alone (large, or of another dtype) gets
+    scalars, exactly the single-array arithmetic."""
     dtype = mantissa_dtype(fmt)
     half = np.where(mixed, 2.0, 1.0)
     low = np.where(mixed, -(fmt.weight_max + 1), -m_max).astype(np.float64)
+    high = m_max.astype(np.float64)
     pow2 = np.ldexp(1.0, exp)
     idx = np.flatnonzero(todo)
-    sub = [projs[k] for k in idx.tolist()]
-    nnz = np.fromiter((p.weights.nnz for p in sub), np.int64, len(sub))
-    alone = np.fromiter((p.weights.data.dtype != np.float64 for p in sub), bool, len(sub))
-    out: dict[int, tuple[sp.csr_array, np.ndarray | None, str]] = {}
-    for a, b in batches(nnz, WEIGHTS_PER_BATCH, alone):
-        ks = idx[a:b]
-        data = concat([p.weights.data for p in sub[a:b]])
+    alone = np.fromiter((projs[k].weights.data.dtype is not _F64 for k in idx.tolist()), bool, idx.size)
+    out: list[tuple[sp.csr_array, np.ndarray | None, str] | None] = [None] * len(projs)
+    for a, b in batches(nnz[idx], WEIGHTS_PER_BATCH, alone):
+        ks, sizes = idx[a:b], nnz[idx[a:b]]
+        data = concat([projs[k].weights.data for k in ks.tolist()])
         if b - a == 1:
             k = int(ks[0])
-            factors = (float(scale[k]), float(pow2[k]), float(half[k]), float(low[k]), float(m_max[k]))
+            factors = (float(scale[k]), float(pow2[k]), float(half[k]), float(low[k]), float(high[k]))
         else:
-            factors = tuple(np.repeat(f[ks], nnz[a:b]) for f in (scale, pow2, half, low, m_max.astype(np.float64)))
+            factors = tuple(np.repeat(f[ks], sizes) for f in (scale, pow2, half, low, high))
         mant = _mantissas(data, *factors, dtype)
         del data, factors
         keep = mant != 0
         kept = offsets(keep)  # kept synapses before each synapse
-        starts = offsets(nnz[a:b])
+        starts = offsets(sizes)
         n_kept = kept[starts[1:]] - kept[starts[:-1]]
-        lo, hi = segment_min(mant, nnz[a:b]), segment_max(mant, nnz[a:b])
-        mode = np.where(lo >= 0, 0, np.where(hi <= 0, 1, 2)).tolist()
-        parts = split(mant, nnz[a:b])
-        masks = split(keep, nnz[a:b])
+        lo, hi = segment_min(mant, sizes), segment_max(mant, sizes)
+        modes = np.where(lo >= 0, 0, np.where(hi <= 0, 1, 2)).tolist()
+        whole, some = (n_kept == sizes).tolist(), (n_kept > 0).tolist()
+        parts, bounds = split(mant, sizes), starts.tolist()
         for j, k in enumerate(ks.tolist()):
-            if n_kept[j] == 0:
-                continue
-            mask = None if n_kept[j] == nnz[a + j] else masks[j]
-            w, summed = _kept(projs[k].weights, parts[j], mask)
-            out[k] = (w, mask, sign_mode_of(w.data) if summed else MODES[mode[j]])
+            lw = projs[k].weights
+            if whole[j]:  # index arrays shared with the lowered (and float) network, not copied
+                out[k] = (csr(parts[j], lw.indices, lw.indptr, lw.shape), None, MODES[modes[j]])
+            elif some[j]:
+                mask = keep[bounds[j]:bounds[j + 1]]
+                w, summed = _kept(lw, parts[j], mask)
+                out[k] = (w, mask, sign_mode_of(w.data) if summed else MODES[modes[j]])
     return out
 
 
-def _kept(lw: sp.csr_array, mant: np.ndarray, keep: np.ndarray | None) -> tuple[sp.csr_array, bool]:
+def _kept(lw: sp.csr_array, mant: np.ndarray, keep: np.ndarray) -> tuple[sp.csr_array, bool]:
     """The integer weights: `lw`'s pattern with mantissas `mant`, without the synapses `keep` drops;
     and whether duplicates were summed (a non-canonical `lw`: the data are no longer `mant`'s)."""
-    if keep is None:  # index arrays shared with the lowered (and float) network, not copied
-        return csr(mant, lw.indices, lw.indptr, lw.shape), False
     if lw.has_canonical_format:  # drop zero mantissas: rows keep their sorted order
         kept_before = np.concatenate(([0], np.cumsum(keep)))
         indptr = kept_before[lw.indptr].astype(lw.indptr.dtype)

@@ -8,7 +8,9 @@ number of numpy calls then grows with the synapse count / batch budget, not with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,15 +78,37 @@ def row_lengths(indptrs: Sequence[np.ndarray]) -> np.ndarray:
     return np.delete(lengths, seams)
 
 
-# ---- building csr_arrays without re-validation ----
+# ---- building the per-projection objects ----
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Cyclic GC off while a pass builds ~10^5 small objects (csr_arrays, projections): each
+    generation-2 collection would walk the whole heap, the network's projections included, again.
+    (The same idiom as route_arrays.paused_gc.)"""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 
 _INT32_MAX = np.iinfo(np.int32).max
+_I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
 
 
-def _keeps_index_dtype(dtype: np.dtype, shape: tuple[int, int]) -> bool:
+def nnz(w: sp.csr_array) -> int:
+    """w.nnz (scipy defines it as indptr[-1]) without the property's call chain: ~0.6 us a matrix."""
+    return w.indptr.item(-1)
+
+
+def _keeps_index_dtype(dtype: np.dtype, m: int, n: int) -> bool:
     # What sp.csr_array((data, indices, indptr), shape) does for a sparray: int32 index arrays stay int32
-    # while the shape fits, int64 ones stay int64 (it checks types, not contents).
-    return dtype == np.int64 or (dtype == np.int32 and max(shape) <= _INT32_MAX)
+    # while the shape fits, int64 ones stay int64 (it checks types, not contents). `is`: a dtype that is
+    # not numpy's own native int32/int64 (byte order, metadata) takes the constructor.
+    return dtype is _I64 or (dtype is _I32 and m <= _INT32_MAX and n <= _INT32_MAX)
 
 
 def _csr_state() -> dict:
@@ -98,23 +122,23 @@ _STATE = _csr_state()
 
 def _assembled(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> sp.csr_array:
     out = sp.csr_array.__new__(sp.csr_array)
-    out.__dict__.update(_STATE, data=data, indices=indices, indptr=indptr, _shape=shape)
+    out.__dict__ = {**_STATE, "data": data, "indices": indices, "indptr": indptr, "_shape": shape}
     return out
 
 
 def _assembly_agrees() -> bool:
     """Whether a csr_array assembled from its attributes is the one scipy's constructor builds (same
-    attributes, valid, equal). Checked once at import: a scipy whose internals differ gets the
-    validating constructor instead of broken matrices."""
+    attributes, valid, equal, same index-dtype rule). Checked once at import: a scipy whose internals
+    differ gets the validating constructor instead of broken matrices."""
     data, indices, indptr = np.array([1.0, 2.0]), np.array([0, 2], np.int32), np.array([0, 1, 2], np.int32)
     ref = sp.csr_array((data, indices, indptr), shape=(2, 3), copy=False)
     try:
         fast = _assembled(data, indices, indptr, (2, 3))
         shared = fast.indices is indices and fast.data is data
         fast.check_format(full_check=True)
-        return (shared and set(vars(fast)) == set(vars(ref)) and fast.shape == ref.shape
-                and all(_keeps_index_dtype(np.dtype(t), (2, 3)) == (sp.get_index_dtype(
-                    (np.zeros(1, t), np.zeros(1, t)), maxval=3) == t) for t in (np.int16, np.int32, np.int64))
+        rule = all(_keeps_index_dtype(np.dtype(t), 2, 3) == (sp.get_index_dtype(
+            (np.zeros(1, t), np.zeros(1, t)), maxval=3) == t) for t in (np.int16, np.int32, np.int64))
+        return (shared and rule and set(vars(fast)) == set(vars(ref)) and fast.shape == ref.shape
                 and (fast != ref).nnz == 0)
     except Exception:  # noqa: BLE001 - whatever went wrong, the constructor is the safe path
         return False
@@ -128,14 +152,14 @@ def csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[
     arrays are already what the constructor would keep.
 
     The constructor's format checks and index-dtype selection cost ~25 us a matrix, 2.5 s of a pass
-    over 100k projections; assembling costs < 1 us. The callers' arrays come from a valid csr_array
+    over 100k projections; assembling costs ~1 us. The callers' arrays come from a valid csr_array
     (its indices, or a subset of its entries with a recomputed indptr), so the checks cannot fail.
     Anything unusual (other index dtypes, a length mismatch the constructor would prune or reject,
     a scipy whose internals differ) goes to the constructor, which then gives exactly its result.
     """
-    shape = (int(shape[0]), int(shape[1]))
-    if (_FAST and indices.dtype == indptr.dtype and _keeps_index_dtype(indices.dtype, shape)
-            and data.ndim == 1 and indices.ndim == 1 and indptr.ndim == 1 and len(indptr) == shape[0] + 1
-            and len(indices) == len(data) == indptr[-1] and indptr[0] == 0):
-        return _assembled(data, indices, indptr, shape)
-    return sp.csr_array((data, indices, indptr), shape=shape, copy=False)
+    m, n = int(shape[0]), int(shape[1])
+    if (_FAST and indices.dtype is indptr.dtype and _keeps_index_dtype(indices.dtype, m, n)
+            and data.ndim == 1 and indices.ndim == 1 and indptr.ndim == 1 and len(indptr) == m + 1
+            and len(indices) == len(data) and indptr.item(-1) == len(data) and indptr.item(0) == 0):
+        return _assembled(data, indices, indptr, (m, n))
+    return sp.csr_array((data, indices, indptr), shape=(m, n), copy=False)
