@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from neurocc.compiler.ir import make_projection
+from neurocc.compiler.ir import Entry, make_projection
 from neurocc.compiler.passes import route_arrays, synapse_chunks
-from neurocc.compiler.passes.route import lookup, route
+from neurocc.compiler.passes.route import compress, compress_tables, lookup, route
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.mesh import N_LINKS, opposite, path, step
 from neurocc.compiler.targets.target import Mesh, Router, load_target
@@ -142,3 +142,56 @@ def test_array_idioms() -> None:
     cols = route_arrays.bit_columns(np.array([0, 0, 1]), np.array([1, 70, 63]), 2, 2)
     assert route_arrays.words_to_ints(cols) == [(1 << 70) | 2, 1 << 63]
     assert route_arrays.row_ids(cols).tolist() in ([0, 1], [1, 0])
+
+
+def _pair_compress_one_group_at_a_time(entries, blockers):
+    """The former compressor: per route (least frequent first), restart after every merge."""
+    by_route: dict = {}
+    for e in entries:
+        by_route.setdefault(e.route, []).append(e)
+    every = entries + blockers
+    out = []
+    for word in sorted(by_route, key=lambda w: len(by_route[w])):
+        others = [e for e in every if e.route != word or e in blockers]
+        group = sorted(by_route[word], key=lambda e: e.key)
+        merged = True
+        while merged and len(group) > 1:
+            merged = False
+            for i in range(len(group) - 1):
+                for j in range(i + 1, len(group)):
+                    m = group[i].mask & group[j].mask & ~(group[i].key ^ group[j].key)
+                    k = group[i].key & m
+                    if any(((k ^ o.key) & m & o.mask) == 0 for o in others):
+                        continue
+                    group = [e for e in group if not ((e.key & m) == k and (e.mask & m) == m)]
+                    group.append(Entry(k, m, word))
+                    group.sort(key=lambda e: e.key)
+                    merged = True
+                    break
+                if merged:
+                    break
+        out.extend(group)
+    return out
+
+
+def test_lock_step_compression_is_the_pair_compressor() -> None:
+    rng = np.random.default_rng(7)
+    full = (1 << 32) - 1
+    tables, blockers = {}, {}
+    for chip in range(6):
+        n = int(rng.integers(0, 50))
+        keys = rng.choice(1 << 9, size=n, replace=False).tolist()
+        routes = [int(r) for r in rng.integers(1, 1 << 20, size=6)] + [1 << 150]  # one word over 64 bits
+        tables[(chip, 0)] = [Entry((k << 3) & (full ^ ((1 << low) - 1)), full ^ ((1 << low) - 1),
+                                   routes[int(rng.integers(0, len(routes)))], e)
+                             for e, (k, low) in enumerate(zip(keys, rng.integers(0, 3, size=n).tolist(), strict=True))]
+        blockers[(chip, 0)] = [Entry(int(k) << 3, full, 1) for k in rng.integers(0, 1 << 9, size=3)]
+    got = compress_tables(tables, blockers, 0, force=True)
+    merges = 0
+    for chip, table in tables.items():
+        want = _pair_compress_one_group_at_a_time(table, blockers[chip])
+        assert got[chip] == want
+        assert compress(table, blockers[chip], 0, force=True) == want
+        merges += len(table) - len(want)
+    assert merges > 20
+    assert compress_tables(tables, blockers, 1000) == tables  # under the limit: copied
