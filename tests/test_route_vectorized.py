@@ -77,20 +77,30 @@ def test_synapse_blocks_are_the_per_projection_synapses(monkeypatch) -> None:
     net = random_network(300, 20, n_populations=3, n_inputs=40, max_delay=5, seed=4)
     net.projections.append(make_projection("p1", "p0", np.zeros(0, np.int64), np.zeros(0, np.int64),
                                            np.zeros(0), np.zeros(0, np.int64), (100, 100)))  # an empty one
-    inet = compile_network(net, _small("loihi2", "mesh2d"), progress=False).network
-    offsets, _ = synapse_chunks.neuron_offsets(inet)
+    m = compile_network(net, _small("loihi2", "mesh2d"), progress=False)
+    inet = m.network
+    offsets, total = synapse_chunks.neuron_offsets(inet)
+    slice_of = synapse_chunks.slice_of_neuron(inet, m.slices, offsets, total, "delay")
+    tiling = route_arrays.slice_tiling(inet, m.slices, "delay")
+    assert tiling is not None and route_arrays.slice_tiling(inet, m.slices[:2] + m.slices[3:], "delay") is None
 
     def flat(blocks):
         pre, post, delay = (np.concatenate(c) for c in zip(*blocks, strict=True))
         order = np.lexsort((delay, post, pre))
         return pre[order], post[order], delay[order]
 
-    ref = flat([(c.pre, c.post, c.delay) for c in synapse_chunks.chunks(inet, offsets)])
+    chunks = list(synapse_chunks.chunks(inet, offsets))
+    ref = flat([(c.pre, c.post, c.delay) for c in chunks])
+    ref_slices = flat([(c.pre, slice_of[c.post], c.delay) for c in chunks])
     for chunk in (synapse_chunks.CHUNK_SYNAPSES, 500):  # one block, and many
         monkeypatch.setattr(route_arrays, "CHUNK_SYNAPSES", chunk)
         got = flat(list(route_arrays.synapse_blocks(inet, offsets)))
         for a, b in zip(ref, got, strict=True):
             assert np.array_equal(a, b)
+        for t in (tiling, None):  # post slices from the slice boundaries, and per synapse
+            got = flat(list(route_arrays.synapse_post_slices(inet, offsets, slice_of, t)))
+            for a, b in zip(ref_slices, got, strict=True):
+                assert np.array_equal(a, b)
 
 
 def _small(base: str, topology: str, cores: int = 4, entries: int = 1024):

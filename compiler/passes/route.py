@@ -35,7 +35,8 @@ from .route_arrays import (
     row_ids,
     segment_ids,
     segment_starts,
-    synapse_blocks,
+    slice_tiling,
+    synapse_post_slices,
     tree_nodes,
     words_to_ints,
 )
@@ -59,11 +60,12 @@ def _destinations(inet: IntNetwork, slices: list[Slice], target: Target
         if s.role == Role.DELAY:
             delay_slice_of[start_of[(s.population, s.start)]] = k
     triples = []  # (emitter slice, stage, destination slice) as one int64
-    for pre, post, delay in synapse_blocks(inet, offsets):
+    tiling = slice_tiling(inet, slices, Role.DELAY)
+    for pre, post_slice, delay in synapse_post_slices(inet, offsets, slice_of, tiling):
         stage = delay // slots
         assert not stage.size or stage.max() < 256, "delay stages are counted in 8 bits"
-        src, stg, dst = unique_tuples(slice_of[pre], stage, slice_of[post])
-        del pre, post, delay, stage
+        src, stg, dst = unique_tuples(slice_of[pre], stage, post_slice)
+        del pre, post_slice, delay, stage
         triples.append((src * 256 + stg) * n + dst)
     empty = np.zeros(0, dtype=np.int64)
     if not triples:

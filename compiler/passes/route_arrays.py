@@ -103,6 +103,69 @@ def synapse_blocks(inet: IntNetwork, offsets: dict[str, int]):
                _concat_int64(delays[a:b]))
 
 
+def synapse_post_slices(inet: IntNetwork, offsets: dict[str, int], slice_of: np.ndarray, tiling: dict | None):
+    """Every synapse as (global pre id, post slice, delay), in blocks as synapse_blocks. With a tiling of
+    each population by its slices (name -> (slice starts + [size], slice indices)), a synapse's post slice
+    comes from the indptr values at the slice boundaries (a few per projection), not from every row
+    (a PACMAN-style projection has 250 rows, most of them empty)."""
+    if tiling is None or any(p.post not in tiling for p in inet.projections):
+        for pre, post, delay in synapse_blocks(inet, offsets):
+            yield pre, slice_of[post], delay
+        return
+    projs = inet.projections
+    if not projs:
+        return
+    names = list(tiling)
+    pop_index = {name: k for k, name in enumerate(names)}
+    n_cuts = np.array([len(tiling[name][1]) for name in names], dtype=np.int64)  # slices per population
+    cut_ptr = np.concatenate([[0], np.cumsum(n_cuts + 1)])
+    cut_row = np.concatenate([np.asarray(tiling[name][0], np.int64) for name in names])
+    slice_ptr = np.concatenate([[0], np.cumsum(n_cuts)])
+    cut_slice = np.concatenate([np.asarray(tiling[name][1], np.int64) for name in names])
+    indptr = [p.weights.indptr for p in projs]
+    indices = [p.weights.indices for p in projs]
+    delays = [p.delays for p in projs]
+    count = len(projs)
+    n_rows = np.fromiter(map(len, indptr), dtype=np.int64, count=count) - 1
+    nnz = np.fromiter(map(len, indices), dtype=np.int64, count=count)
+    pre_off = np.fromiter((offsets[p.pre] for p in projs), dtype=np.int64, count=count)
+    post_pop = np.fromiter((pop_index[p.post] for p in projs), dtype=np.int64, count=count)
+    block_of = (np.cumsum(nnz) - nnz) // CHUNK_SYNAPSES
+    bounds = np.flatnonzero(np.r_[True, block_of[1:] != block_of[:-1], True])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if int(nnz[a:b].sum()) == 0:
+            continue
+        flat = np.concatenate(indptr[a:b])
+        first_row = np.cumsum(n_rows[a:b] + 1) - (n_rows[a:b] + 1)
+        # Per (projection, slice boundary): the indptr value there; differences are synapses per post slice.
+        q = post_pop[a:b]
+        owner, k = ranges(n_cuts[q] + 1)
+        at = flat[first_row[owner] + cut_row[cut_ptr[q[owner]] + k]].astype(np.int64)
+        inner = k < n_cuts[q[owner]]
+        per_slice = np.diff(np.append(at, 0))[inner]
+        post_slice = np.repeat(cut_slice[slice_ptr[q[owner[inner]]] + k[inner]], per_slice)
+        proj = np.repeat(np.arange(a, b), nnz[a:b])
+        yield _concat_int64(indices[a:b]) + pre_off[proj], post_slice, _concat_int64(delays[a:b])
+
+
+def slice_tiling(inet: IntNetwork, slices: list, skip_role: str) -> dict | None:
+    """name -> (slice starts + [size], slice indices) when each population's slices (not of `skip_role`)
+    cut it into consecutive ranges from 0 to its size; None otherwise."""
+    by_pop: dict[str, list[tuple[int, int, int]]] = {}
+    for k, s in enumerate(slices):
+        if s.role != skip_role:
+            by_pop.setdefault(s.population, []).append((s.start, s.stop, k))
+    tiling = {}
+    for name, cuts in by_pop.items():
+        cuts.sort()
+        starts = [a for a, _, _ in cuts]
+        if starts[0] != 0 or any(b != a for (_, b, _), a in zip(cuts[:-1], starts[1:], strict=True)) or \
+                cuts[-1][1] != inet.populations[name].size:
+            return None
+        tiling[name] = (starts + [cuts[-1][1]], [k for _, _, k in cuts])
+    return tiling
+
+
 def _concat_int64(arrays: list) -> np.ndarray:
     return np.concatenate(arrays).astype(np.int64, copy=False)
 
