@@ -84,13 +84,20 @@ def lower(net: Network) -> LoweredNetwork:
         for lname, idx in zip(names, groups, strict=True):
             pops[lname] = LoweredPopulation(
                 lname, name, idx, (idx.size,) if len(groups) > 1 else pop.shape, pop.kind,
-                alpha_i=float(np.median(c.alpha_i[idx])), alpha_v=float(np.median(c.alpha_v[idx])),
+                alpha_i=_median(c.alpha_i[idx]), alpha_v=_median(c.alpha_v[idx]),
                 bias=bias[idx], spiking=c.spiking, v_scale=span[idx], v_offset=offset[idx],
             )
     with paused_gc():
         projections = _lowered_projections(net, pops, source_pops, row_gain, notes)
     outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
     return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
+
+
+def _median(values: np.ndarray) -> float:
+    """float(np.median(values)), without its partition when every value is the same (the usual
+    population: np.median of equal values is that value; a third of lower's per-population time)."""
+    shared = _shared_value(values)
+    return float(np.median(values)) if math.isnan(shared) else shared
 
 
 def _lowered_projections(net: Network, pops: dict[str, LoweredPopulation], source_pops: dict[str, list[str]],
@@ -156,12 +163,12 @@ def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) ->
     return out, nnz.tolist()
 
 
-def _shared_value(gain: np.ndarray) -> float:
-    """The one value every entry of `gain` has (bit for bit: 0.0 and -0.0 differ in a product), or NaN."""
-    if gain.size == 0 or gain.dtype != np.float64:
+def _shared_value(values: np.ndarray) -> float:
+    """The one value every entry of `values` has (bit for bit: 0.0 and -0.0 differ in a product), or NaN."""
+    if values.size == 0 or values.dtype != np.float64:
         return math.nan
-    bits = gain.view(np.uint64)
-    return float(gain[0]) if not np.isnan(gain[0]) and bool(np.all(bits == bits[0])) else math.nan
+    bits = values.view(np.uint64)
+    return float(values[0]) if not np.isnan(values[0]) and bool(np.all(bits == bits[0])) else math.nan
 
 
 def _lowered_conv(proj: Projection, row_gain: dict[str, np.ndarray], notes: list[str],
