@@ -6,18 +6,39 @@ a row header, and per synapse weight + delay + index bits (bit-packed and rounde
 words on Loihi; whole words on SpiNNaker and Cortex-M). Delays at or beyond the core's native
 delay slots are served by delay-extension slices, as on SpiNNaker: the source's spikes are
 re-sent once per stage of `delay_slots` steps, and the synapse keeps the remainder.
+
+The pass works on the whole graph at once (no numpy call per projection, issue 14): every synapse is
+gathered once into a `_Table` in column order (grouped by post population, then projection, pre
+neuron, post neuron), with per-neuron synapse counts, delay slots and stages. A slicing of every
+population is a `_Cut` (arrays of slice bounds and a neuron -> slice lookup); usage and output axons
+of all slices come from one pass over the table per candidate slicing, by segment reductions. The
+only Python loops left are over blocks of CHUNK_SYNAPSES synapses, over fitting rounds, over
+populations in the output-axon re-cut walk (each re-cut changes its sources' counts, in order), over
+conv populations (their channel-aligned cuts) and over the output slices themselves.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
+from operator import attrgetter, is_not
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import csgraph
 
 from ..errors import TargetError
 from ..ir import IntNetwork, IntProjection, Partition, Role, Slice, SliceUsage
 from ..targets.target import Target
+from .synapse_chunks import (
+    CHUNK_SYNAPSES,
+    ProjectionArrays,
+    block_bounds,
+    concat,
+    nonempty_rows,
+    projection_arrays,
+)
 
 
 def _row_bits(target: Target, proj: IntProjection) -> tuple[int, int]:
@@ -95,271 +116,11 @@ def slice_usage(inet: IntNetwork, target: Target, post: str, start: int, stop: i
     return use
 
 
-def _check(use: SliceUsage, target: Target) -> list[tuple[str, int, int]]:
-    """Budgets exceeded: (name, used, limit)."""
-    core = target.core
-    over = []
-    if use.kernel_bytes and core.local_bytes_per_neuron:  # kernels sit in local memory beside neuron state
-        if use.local_bytes > core.local_memory_bytes:
-            over.append(("local memory for conv kernels and neuron state (bytes)", use.local_bytes,
-                         core.local_memory_bytes))
-    for name, used, limit in (
-        ("neurons", use.neurons, core.neurons),
-        ("synapse memory (bytes)", use.synapse_bytes, core.synapse_memory_bytes),
-        ("input axons (fan-in)", use.fan_in, core.input_axons),
-        ("output axons", use.out_axons, core.output_axons),
-        ("delay slots", use.delay_slots, core.delay_slots),
-    ):
-        if used > limit:
-            over.append((name, used, limit))
-    return over
-
-
 def _bounds(size: int, k: int) -> list[tuple[int, int]]:
     """Exactly k contiguous slices whose sizes differ by at most one."""
     k = max(1, min(k, size))
     edges = [(i * size) // k for i in range(k + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
-
-
-class _Index:
-    """Synapses in column order (by pre neuron of one projection, then post neuron), for whole-population
-    counts. One projection, or (batched) all projections into one population: rows never span two.
-
-    Held through partitioning: the 32-bit post index per synapse (4 bytes; the pre neuron is implied by
-    `colptr`, the first synapse of each pre neuron's column), a 16-bit delay stage only when some synapse
-    needs a delay extension, and per post neuron its synapse count, native delay slots used and deepest
-    stage (slices are runs of post neurons: their maxima need no per-synapse pass).
-    """
-
-    def __init__(self, proj: IntProjection | None, target: Target, parts: list[_Index] | None = None):
-        if parts is not None:  # a batch: rows numbered apart per projection, bits per synapse
-            self.proj = None
-            self.rows = np.concatenate([p.rows for p in parts])
-            starts = np.cumsum([0] + [p.rows.size for p in parts])
-            self.colptr = np.concatenate([p.colptr[:-1] + start for p, start in zip(parts, starts, strict=False)]
-                                         + [starts[-1:]])
-            self.has_stages = any(p.has_stages for p in parts)
-            self.stage = np.concatenate([p.stage if p.stage is not None else np.zeros(p.rows.size, np.int16)
-                                         for p in parts]) if self.has_stages else None
-            self.syn_bits = np.concatenate([np.broadcast_to(p.syn_bits, p.rows.shape) for p in parts])
-            self.hdr_bits = np.concatenate([np.broadcast_to(p.hdr_bits, p.rows.shape) for p in parts])
-            self.n_pre = int(sum(p.n_pre for p in parts))
-            self.post_count = np.sum([p.post_count for p in parts], axis=0)
-            self.post_slots = np.max([p.post_slots for p in parts], axis=0)
-            self.post_stage = np.max([p.post_stage for p in parts], axis=0)
-            self._axons: tuple[list, np.ndarray] | None = None
-            return
-        assert proj is not None
-        slots = target.core.delay_slots
-        w = proj.weights
-        self.proj = proj
-        self.n_pre = w.shape[1]
-        self.syn_bits, self.hdr_bits = _row_bits(target, proj)
-        self._axons = None
-        n_post = w.shape[0]
-        self.post_count = np.diff(w.indptr).astype(np.int64)
-        delays = np.asarray(proj.delays)
-        max_delay = int(delays.max()) if delays.size else 0
-        self.has_stages = max_delay >= slots
-        # Per post neuron (CSR rows are post neurons): native slots used (max native delay + 1) and stage.
-        self.post_slots = (self.post_count > 0).astype(np.int64)
-        self.post_stage = np.zeros(n_post, np.int64)
-        if max_delay > 0:
-            full = np.flatnonzero(self.post_count)
-            first = w.indptr[:-1][full]
-            native = delays % slots if self.has_stages else delays
-            self.post_slots[full] = np.maximum.reduceat(native, first).astype(np.int64) + 1
-            del native
-            if self.has_stages:
-                self.post_stage[full] = np.maximum.reduceat(delays // slots, first)
-        order = None
-        if w.nnz > 20_000:  # scipy's CSR -> CSC is linear; carry each synapse's position only if stages need it
-            data = np.arange(1, w.nnz + 1, dtype=np.int64) if self.has_stages else np.ones(w.nnz, np.int8)
-            pos = sp.csr_array((data, w.indices, w.indptr), shape=w.shape).tocsc()
-            del data
-            pos.sort_indices()
-            if self.has_stages:
-                order = pos.data - 1
-            self.rows = pos.indices.astype(np.int32, copy=False)
-            self.colptr = pos.indptr.astype(np.int64)
-            del pos
-        else:  # small projections (PACMAN-style graphs have 100k+): no scipy object per projection
-            post = np.repeat(np.arange(n_post, dtype=np.int32), np.diff(w.indptr))
-            pre = w.indices.astype(np.int32, copy=False)
-            order = np.lexsort((post, pre))  # column order: by pre neuron, then post neuron
-            self.rows = post[order]
-            self.colptr = np.searchsorted(pre[order], np.arange(self.n_pre + 1))
-            del post
-        self.stage = (delays[order] // slots).astype(np.int16) if self.has_stages else None
-
-    @staticmethod
-    def batch(parts: list[_Index], target: Target) -> list[_Index]:
-        """One index for a population's many small incoming projections (numpy calls per population,
-        not per projection); a single or large projection stays as it is (no copy)."""
-        convs = [p for p in parts if p.proj is not None and p.proj.conv is not None]
-        rows = [p for p in parts if p not in convs]
-        if len(rows) < 2 or sum(p.rows.size for p in rows) > 4_000_000:
-            return parts
-        return convs + [_Index(None, target, rows)]
-
-    def groups(self, slice_of: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Destination slice per synapse (`slice_of` maps post neuron -> slice), the order that groups
-        rows (None: column order already does), and the first synapse of each (pre, slice, stage) row
-        in that order."""
-        dst = slice_of[self.rows]
-        if self.has_stages:
-            cols = self.cols()
-            order = np.lexsort((self.stage, dst, cols))
-            d, c, st = dst[order], cols[order], self.stage[order]
-            del cols
-            new = np.ones(d.size, dtype=bool)
-            new[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1]) | (st[1:] != st[:-1])
-            return dst, order, new
-        # Column order already groups (pre, dst): rows are sorted within a column.
-        new = self.column_starts()
-        new[1:] |= dst[1:] != dst[:-1]
-        return dst, None, new
-
-    def axons_per_pre(self, bounds: list[tuple[int, int]]) -> np.ndarray:
-        """Per pre neuron: destination slices it has a synapse on (one output axon each). Cached for the
-        last destination slicing (the out-axon loop asks again while only the sources are re-cut)."""
-        if self._axons is not None and self._axons[0] == bounds:
-            return self._axons[1]
-        dst = _slice_lookup(bounds)[self.rows]
-        new = self.column_starts()
-        new[1:] |= dst[1:] != dst[:-1]
-        del dst
-        per_pre = np.zeros(self.n_pre, np.int64)
-        full = np.flatnonzero(np.diff(self.colptr))
-        per_pre[full] = np.add.reduceat(new, self.colptr[full], dtype=np.int64)
-        self._axons = (list(bounds), per_pre)
-        return per_pre
-
-    def cols(self) -> np.ndarray:
-        """Pre neuron of every synapse (a temporary: 4 bytes per synapse)."""
-        return np.repeat(np.arange(self.n_pre, dtype=np.int32), np.diff(self.colptr))
-
-    def column_starts(self) -> np.ndarray:
-        """True at the first synapse of each pre neuron's column."""
-        new = np.zeros(self.rows.size, dtype=bool)
-        new[self.colptr[:-1][np.diff(self.colptr) > 0]] = True
-        return new
-
-
-def _slice_lookup(bounds: list[tuple[int, int]]) -> np.ndarray:
-    """Slice index of every neuron of a population cut at `bounds` (contiguous, from 0)."""
-    sizes = [b - a for a, b in bounds]
-    dtype = np.int16 if len(bounds) <= np.iinfo(np.int16).max else np.int32
-    return np.repeat(np.arange(len(bounds), dtype=dtype), sizes)
-
-
-def _usage(target: Target, incoming: list[_Index], bounds: list[tuple[int, int]]) -> list[SliceUsage]:
-    """Resource use of every slice of one population at once (same counts as slice_usage)."""
-    n = len(bounds)
-    starts_of = np.asarray([a for a, _ in bounds], np.int64)
-    stops_of = np.asarray([b for _, b in bounds], np.int64)
-    slice_of = _slice_lookup(bounds) if incoming else None
-    packed = target.encoding.synapse_word_bits == 0
-    synapses = np.zeros(n, np.int64)
-    nbytes = np.zeros(n, np.int64)
-    kernel_bytes = np.zeros(n, np.int64)
-    fan_in = np.zeros(n, np.int64)
-    slots_used = np.zeros(n, np.int64)
-    stages = np.zeros(n, np.int64)
-    for idx in incoming:
-        if idx.rows.size == 0:
-            continue
-        dst, order, new = idx.groups(slice_of)
-        d_sorted = dst if order is None else dst[order]
-        del dst
-        starts = np.flatnonzero(new)
-        del new
-        lengths = np.diff(np.append(starts, d_sorted.size))
-        if isinstance(idx.syn_bits, np.ndarray):  # a batch: each row's projection sets its bits
-            first = starts if order is None else order[starts]
-            bits = idx.hdr_bits[first] + lengths * idx.syn_bits[first]
-        else:
-            bits = idx.hdr_bits + lengths * idx.syn_bits
-        row_bytes = np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
-        row_dst = d_sorted[starts]
-        if idx.proj is not None and idx.proj.conv is not None:  # the kernel once, not rows
-            kernel = conv_slice_bytes(target, idx.proj, starts_of, stops_of)
-            nbytes += kernel
-            kernel_bytes += kernel
-        else:
-            nbytes += np.bincount(row_dst, weights=row_bytes, minlength=n).astype(np.int64)
-        fan_in += np.bincount(row_dst, minlength=n)
-        # Per-slice counts and maxima from the per-post-neuron ones: slices are runs of post neurons.
-        cum = np.concatenate(([0], np.cumsum(idx.post_count)))
-        synapses += cum[stops_of] - cum[starts_of]
-        np.maximum(slots_used, np.maximum.reduceat(idx.post_slots, starts_of), out=slots_used)
-        np.maximum(stages, np.maximum.reduceat(idx.post_stage, starts_of), out=stages)
-    per_neuron = target.core.local_bytes_per_neuron
-    return [SliceUsage(neurons=b - a, synapses=int(synapses[k]), synapse_bytes=int(nbytes[k]),
-                       kernel_bytes=int(kernel_bytes[k]),
-                       local_bytes=int(kernel_bytes[k]) + (b - a) * per_neuron if per_neuron else 0,
-                       fan_in=int(fan_in[k]), delay_slots=int(slots_used[k]),
-                       delay_stages=int(stages[k]))
-            for k, (a, b) in enumerate(bounds)]
-
-
-def _out_axons(outgoing: list[_Index], bounds_of: dict[str, list[tuple[int, int]]],
-               bounds: list[tuple[int, int]]) -> np.ndarray:
-    """Axons each source slice needs: one per (neuron, destination slice) pair with a synapse."""
-    starts_of = np.asarray([a for a, _ in bounds], np.int64)
-    total = np.zeros(len(bounds), np.int64)
-    for idx in outgoing:
-        if idx.rows.size == 0:
-            continue
-        total += np.add.reduceat(idx.axons_per_pre(bounds_of[idx.proj.post]), starts_of)
-    return total
-
-
-def _fit_population(inet: IntNetwork, target: Target, name: str, incoming: list[_Index]
-                    ) -> tuple[list[tuple[int, int]], list[SliceUsage]]:
-    pop = inet.populations[name]
-    size = pop.size
-    convs = [i.proj.conv for i in incoming if i.proj is not None and i.proj.conv is not None]
-    for i in incoming:
-        if i.proj is not None and i.proj.conv is not None:
-            one = int(conv_slice_bytes(target, i.proj, np.array([0]), np.array([1]))[0])
-            if one > target.core.synapse_memory_bytes:
-                raise TargetError(
-                    f"projection {i.proj.pre!r} -> {name!r}: the kernel of one output channel of its "
-                    f"{i.proj.conv.describe()} ({i.proj.conv.kernel[0].size} weights) needs {one} bytes with its "
-                    f"header, over {target.name}'s {target.core.synapse_memory_bytes} bytes of synapse memory per "
-                    "core. Fix: fewer input channels per group (groups), a smaller kernel, or a target with more "
-                    "synapse memory per core")
-    split = _bounds if not convs else _channel_bounds(convs[0].out_shape, target.core.neurons)
-    if pop.kind == "input":
-        per_source = target.core.source_neurons or size
-        bounds = _bounds(size, math.ceil(size / per_source))
-        return bounds, [SliceUsage(neurons=b - a) for a, b in bounds]
-    k = max(1, math.ceil(size / target.core.neurons))
-    if pop.kind != "input" and incoming:
-        whole = _usage(target, incoming, [(0, size)])[0]
-        k = max(k, math.ceil(whole.synapse_bytes / max(1, target.core.synapse_memory_bytes)),
-                math.ceil(whole.fan_in / max(1, target.core.input_axons)))
-        k = min(k, size)
-    while True:
-        bounds = split(size, k)
-        uses = _usage(target, incoming, bounds) if pop.kind != "input" else [SliceUsage(neurons=b - a)
-                                                                            for a, b in bounds]
-        worst = next(((u, o) for u in uses if (o := _check(u, target))), None)
-        if worst is None:
-            return bounds, uses
-        if len(bounds) == size:  # one neuron per core and still over: cannot fit
-            use, over = worst
-            what, used, limit = over[0]
-            raise TargetError(
-                f"population {name!r} does not fit {target.name}: one neuron needs {used} {what}, the core "
-                f"budget is {limit} (over by {used - limit}). Fix: fewer synapses per neuron (split the layer's "
-                f"fan-in), shorter delays, or a target with more {what} per core"
-            )
-        # Grow in proportion to the worst overrun, at least by one slice.
-        ratio = max(used / limit for u in uses for _, used, limit in _check(u, target))
-        k = min(size, max(k + 1, int(math.ceil(k * min(ratio, 4.0)))))
 
 
 def _channel_bounds(shape: tuple[int, int, int], max_neurons: int):
@@ -378,93 +139,545 @@ def _channel_bounds(shape: tuple[int, int, int], max_neurons: int):
     return split
 
 
-def _depth(inet: IntNetwork) -> dict[str, int]:
+# A block of projections is put in column order by sorting its synapses when its rows and columns
+# outnumber SORT_BELOW x its synapses (PACMAN-style graphs: 250 x 250 projections of 16 synapses), else by
+# scipy's linear CSR -> CSC (dense projections). Both give the same table.
+SORT_BELOW = 1
+
+
+# ---- array idioms ----
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated aranges [starts[i], starts[i] + lengths[i])."""
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1]) if ends.size else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
+
+
+def _run_starts(n: int, first: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    """True where a run begins: at the `first` positions (segment starts) and where `values` changes."""
+    new = np.zeros(n, dtype=bool)
+    new[first] = True
+    if values is not None and n:
+        new[1:] |= values[1:] != values[:-1]
+    return new
+
+
+def _segment_max(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Maximum of each segment [starts[i], starts[i] + sizes[i]) of a covering partition; 0 if empty."""
+    out = np.zeros(starts.size, dtype=np.int64)
+    full = sizes > 0
+    if full.any():
+        out[full] = np.maximum.reduceat(values, starts[full])
+    return out
+
+
+def _segment_sum(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sum of each segment [starts[i], starts[i] + sizes[i]) of a covering partition; 0 if empty."""
+    out = np.zeros(starts.size, dtype=np.int64)
+    full = sizes > 0
+    if full.any():
+        out[full] = np.add.reduceat(values, starts[full], dtype=np.int64)
+    return out
+
+
+def _row_bytes(bits: np.ndarray, packed: bool) -> np.ndarray:
+    """Bytes of rows of `bits` bits: 64-bit words on Loihi (nengo-loihi bits_per_axon), else 32-bit words."""
+    return np.ceil(bits / 64) * 8 if packed else np.ceil(bits / 32) * 4
+
+
+# ---- the whole graph as arrays ----
+
+@dataclass(frozen=True)
+class _Graph:
+    """Per-population and per-projection facts partition needs, as arrays (populations in inet order)."""
+
+    names: list[str]
+    size: np.ndarray
+    is_input: np.ndarray
+    offset: np.ndarray  # (n_pops + 1,) first global neuron id
+    proj: ProjectionArrays
+    syn_bits: np.ndarray  # per projection, in the target's encoding
+    hdr_bits: np.ndarray
+    conv: np.ndarray  # per projection: is one convolution
+    max_delay: np.ndarray
+    convs: dict[int, IntProjection]  # the conv projections by index
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Every synapse in column order: grouped by post population (projections stable in inet order),
+    then projection, pre neuron, post neuron. A column is one (projection, pre neuron); its synapses'
+    post neurons are ascending, so any slicing of the post population groups them into contiguous rows.
+
+    Held through partitioning: the post neuron per synapse (4 bytes), a 16-bit delay stage only when
+    some synapse needs a delay extension, per column its first synapse, pre neuron and projection, and
+    per neuron its synapse count, native delay slots used and deepest stage (slices are runs of
+    neurons: their maxima need no per-synapse pass).
+    """
+
+    post: np.ndarray  # global post neuron id per synapse
+    stage: np.ndarray | None
+    col_ptr: np.ndarray  # (n_cols + 1,)
+    col_pre: np.ndarray  # global pre neuron id per column
+    col_proj: np.ndarray  # projection (inet order) per column
+    post_count: np.ndarray  # per global neuron
+    post_slots: np.ndarray
+    post_stage: np.ndarray
+    blocks: list[tuple[int, int]]  # column ranges of about CHUNK_SYNAPSES synapses
+
+    def block(self, c0: int, c1: int) -> tuple[int, int, np.ndarray]:
+        """Synapse range of columns [c0, c1) and the columns' first synapses within it."""
+        lo, hi = int(self.col_ptr[c0]), int(self.col_ptr[c1])
+        return lo, hi, self.col_ptr[c0:c1] - lo
+
+
+def _whole_graph(inet: IntNetwork, target: Target) -> tuple[_Graph, _Table]:
+    pops = list(inet.populations.values())
+    size = np.fromiter((p.size for p in pops), dtype=np.int64, count=len(pops))
+    offset = np.zeros(size.size + 1, dtype=np.int64)
+    offset[1:] = np.cumsum(size)
+    arr = projection_arrays(inet)
+    n = arr.size
+    mixed = np.fromiter(map("mixed".__eq__, map(attrgetter("sign_mode"), inet.projections)), dtype=bool, count=n)
+    convs = map(attrgetter("conv"), inet.projections)
+    conv = np.fromiter(map(is_not, convs, itertools.repeat(None)), dtype=bool, count=n)
+    table, max_delay = _table(arr, int(offset[-1]), target.core.delay_slots)
+    enc, fmt = target.encoding, target.format
+    if enc.synapse_word_bits:  # as _row_bits
+        syn_bits = np.full(n, enc.synapse_word_bits, dtype=np.int64)
+    else:
+        syn_bits = (fmt.weight_bits + mixed.astype(np.int64) + np.where(max_delay > 0, enc.delay_bits, 0)
+                    + enc.index_bits)
+    graph = _Graph(list(inet.populations), size,
+                   np.fromiter((p.kind == "input" for p in pops), dtype=bool, count=len(pops)), offset, arr,
+                   syn_bits, np.full(n, enc.row_header_bits, dtype=np.int64), conv, max_delay,
+                   {int(c): inet.projections[c] for c in np.flatnonzero(conv)})
+    return graph, table
+
+
+def _table(arr: ProjectionArrays, total: int, slots: int) -> tuple[_Table, np.ndarray]:
+    """The synapse table, and the largest delay of each projection (0 if it has no synapse)."""
+    per_neuron = tuple(np.zeros(total, dtype=np.int64) for _ in range(3))  # count, slots used, deepest stage
+    max_delay = np.zeros(arr.size, dtype=np.int64)
+    order = np.argsort(arr.post_pop, kind="stable")  # projections grouped by post population
+    parts = []
+    base = 0
+    work = (arr.nnz + arr.n_post + arr.n_pre)[order]  # what one block concatenates or transposes
+    for lo, hi in block_bounds(work, CHUNK_SYNAPSES):
+        part = _table_block(arr, order[lo:hi], slots, per_neuron, max_delay)
+        part[2] += base
+        base += part[0].size
+        parts.append(part)
+    post, stage, col_ptr, col_pre, col_proj = (list(x) for x in zip(*parts, strict=True)) if parts else ([],) * 5
+    idx = np.int32 if total < np.iinfo(np.int32).max else np.int64
+    staged = any(st is not None for st in stage)
+    stage = [st if st is not None else np.zeros(p.size, np.int16) for st, p in zip(stage, post, strict=True)]
+    col_ptr = np.concatenate(col_ptr + [np.array([base], dtype=np.int64)])
+    table = _Table(np.concatenate(post).astype(idx, copy=False) if post else np.zeros(0, idx),
+                   np.concatenate(stage) if staged else None, col_ptr,
+                   np.concatenate(col_pre) if col_pre else np.zeros(0, np.int64),
+                   np.concatenate(col_proj) if col_proj else np.zeros(0, np.int64),
+                   *per_neuron, block_bounds(np.diff(col_ptr), CHUNK_SYNAPSES))
+    return table, max_delay
+
+
+def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
+                 per_neuron: tuple[np.ndarray, ...], max_delay: np.ndarray) -> list:
+    """Columns of projections `ids` in column order; fills their per-neuron counts and maximum delays.
+    Stable-sorting by (projection, pre neuron) keeps each column's post neurons ascending (CSR order is
+    by post neuron); a block of dense projections is transposed by scipy instead (linear, not n log n)."""
+    post_count, post_slots, post_stage = per_neuron
+    pick = ids.tolist()
+    nnz, n_post, n_pre = arr.nnz[ids], arr.n_post[ids], arr.n_pre[ids]
+    syn_off, row_off, col_off = (np.cumsum(x) - x for x in (nnz, n_post, n_pre))
+    n_syn = int(nnz.sum())
+    row_owner, row, row_len = nonempty_rows([arr.indptr[k] for k in pick])
+    neuron = arr.post_offset[ids][row_owner] + row  # global post neuron of each non-empty row
+    delays = concat([arr.delays[k] for k in pick])
+    full = np.flatnonzero(nnz)
+    if full.size:
+        max_delay[ids[full]] = np.maximum.reduceat(delays, syn_off[full])
+    staged = bool(full.size) and int(max_delay[ids].max()) >= slots
+    if row.size:
+        row_first = np.cumsum(row_len) - row_len
+        np.add.at(post_count, neuron, row_len)
+        np.maximum.at(post_slots, neuron, np.maximum.reduceat(delays % slots, row_first).astype(np.int64) + 1)
+        if staged:
+            np.maximum.at(post_stage, neuron, np.maximum.reduceat(delays // slots, row_first).astype(np.int64))
+    pre = concat([arr.indices[k] for k in pick]).astype(np.int64)
+    syn_owner = np.repeat(np.arange(ids.size), nnz)
+    pre += col_off[syn_owner]  # the block's column of each synapse
+    if int(n_post.sum() + n_pre.sum()) > SORT_BELOW * n_syn:  # sparse: sorting beats touching every row
+        order = np.argsort(pre, kind="stable")
+        col = pre[order]
+        post = np.repeat(neuron, row_len)[order]
+        first = np.flatnonzero(_run_starts(n_syn, np.zeros(min(1, n_syn), np.int64), col))
+        col_owner = syn_owner[order[first]]
+        cols = col[first]
+    else:
+        indptr = np.zeros(int(n_post.sum()) + 1, dtype=np.int64)
+        indptr[row_off[row_owner] + row + 1] = row_len
+        data = np.arange(n_syn, dtype=np.int64) if staged else np.ones(n_syn, dtype=np.int8)
+        csc = sp.csr_array((data, pre, np.cumsum(indptr)), shape=(indptr.size - 1, int(n_pre.sum()))).tocsc()
+        col_len = np.diff(csc.indptr)
+        cols = np.flatnonzero(col_len)
+        col_owner = np.searchsorted(col_off, cols, side="right") - 1
+        syn_col_owner = np.repeat(col_owner, col_len[cols])
+        post = arr.post_offset[ids][syn_col_owner] + csc.indices - row_off[syn_col_owner]
+        first = csc.indptr[cols].astype(np.int64)
+        order = csc.data if staged else None
+    stage = (delays[order] // slots).astype(np.int16) if staged else None
+    col_pre = arr.pre_offset[ids][col_owner] + cols - col_off[col_owner]
+    return [post, stage, first, col_pre, ids[col_owner]]
+
+
+# ---- slicings ----
+
+@dataclass(frozen=True)
+class _Cut:
+    """Slices of every population: population p has slices ptr[p]..ptr[p+1], neurons [start, stop)."""
+
+    ptr: np.ndarray
+    start: np.ndarray  # within the population
+    stop: np.ndarray
+    gstart: np.ndarray  # global neuron id of each slice's first neuron
+    slice_of: np.ndarray  # global neuron id -> global slice index
+
+    @property
+    def n(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+    def bounds(self, p: int) -> list[tuple[int, int]]:
+        a, b = int(self.ptr[p]), int(self.ptr[p + 1])
+        return list(zip(self.start[a:b].tolist(), self.stop[a:b].tolist(), strict=True))
+
+
+def _cut(graph: _Graph, k: np.ndarray, splits: dict[int, object]) -> _Cut:
+    """Even cuts of every population into k slices (`_bounds`), or its split function's cut."""
+    size = graph.size
+    k = np.maximum(1, np.minimum(k, size))
+    ptr = np.zeros(size.size + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(k)
+    pop = np.repeat(np.arange(size.size), k)
+    i = np.arange(int(ptr[-1]), dtype=np.int64) - ptr[pop]
+    start, stop = (i * size[pop]) // k[pop], ((i + 1) * size[pop]) // k[pop]
+    if splits:  # conv populations cut along channels: one Python call per conv population
+        pieces = {p: split(int(size[p]), int(k[p])) for p, split in splits.items()}
+        k = k.copy()
+        for p, b in pieces.items():
+            k[p] = len(b)
+        new_ptr = np.zeros_like(ptr)
+        new_ptr[1:] = np.cumsum(k)
+        keep = ~np.isin(pop, list(pieces))
+        start_new = np.zeros(int(new_ptr[-1]), dtype=np.int64)
+        stop_new = np.zeros_like(start_new)
+        dest = _ranges(new_ptr[:-1], k)
+        pop_new = np.repeat(np.arange(size.size), k)
+        mask = ~np.isin(pop_new, list(pieces))
+        start_new[dest[mask]], stop_new[dest[mask]] = start[keep], stop[keep]
+        for p, b in pieces.items():
+            start_new[new_ptr[p]:new_ptr[p + 1]] = [a for a, _ in b]
+            stop_new[new_ptr[p]:new_ptr[p + 1]] = [c for _, c in b]
+        ptr, start, stop, pop = new_ptr, start_new, stop_new, pop_new
+    gstart = graph.offset[pop] + start
+    total = int(graph.offset[-1])
+    idx = np.int32 if ptr[-1] < np.iinfo(np.int32).max else np.int64
+    slice_of = np.repeat(np.arange(int(ptr[-1]), dtype=idx), stop - start)
+    assert slice_of.size == total
+    return _Cut(ptr, start, stop, gstart, slice_of)
+
+
+# ---- what every slice uses ----
+
+@dataclass(frozen=True)
+class _Usage:
+    """Per slice of a `_Cut` (arrays)."""
+
+    synapses: np.ndarray
+    synapse_bytes: np.ndarray
+    kernel_bytes: np.ndarray
+    fan_in: np.ndarray
+    delay_slots: np.ndarray
+    delay_stages: np.ndarray
+
+
+def _usage(graph: _Graph, table: _Table, target: Target, cut: _Cut, active: np.ndarray | None = None) -> _Usage:
+    """Resource use of every slice at once (same counts as slice_usage). Rows are runs of a column's
+    synapses into one slice (and stage); `active` (per population) skips blocks that hold none of them."""
+    n = int(cut.ptr[-1])
+    packed = target.encoding.synapse_word_bits == 0
+    nbytes = np.zeros(n, dtype=np.int64)
+    fan_in = np.zeros(n, dtype=np.int64)
+    post_pop = graph.proj.post_pop
+    for c0, c1 in table.blocks:
+        if active is not None and not active[post_pop[table.col_proj[c0:c1]]].any():
+            continue
+        lo, hi, first = table.block(c0, c1)
+        dst = cut.slice_of[table.post[lo:hi]]
+        stage = table.stage[lo:hi] if table.stage is not None else None
+        if stage is not None and stage.any():  # rows are (column, slice, stage): sort within columns
+            col = np.cumsum(_run_starts(hi - lo, first)) - 1
+            order = np.lexsort((stage, dst, col))
+            dst, col, stage = dst[order], col[order], stage[order]
+            new = _run_starts(hi - lo, first[:1], dst)
+            new[1:] |= (col[1:] != col[:-1]) | (stage[1:] != stage[:-1])
+            starts = np.flatnonzero(new)
+            row_col = col[starts]
+        else:  # column order already groups rows: posts ascend within a column
+            starts = np.flatnonzero(_run_starts(hi - lo, first, dst))
+            row_col = np.searchsorted(first, starts, side="right") - 1
+        lengths = np.diff(np.append(starts, hi - lo))
+        row_dst = dst[starts]
+        row_proj = table.col_proj[c0 + row_col]
+        sparse = ~graph.conv[row_proj]  # a conv stores its kernel once, not rows (added below)
+        bits = graph.hdr_bits[row_proj[sparse]] + lengths[sparse] * graph.syn_bits[row_proj[sparse]]
+        nbytes += np.bincount(row_dst[sparse], weights=_row_bytes(bits, packed), minlength=n).astype(np.int64)
+        fan_in += np.bincount(row_dst, minlength=n)
+    kernel = _conv_bytes(graph, target, cut)
+    nbytes += kernel
+    sizes = cut.stop - cut.start
+    cum = np.concatenate(([0], np.cumsum(table.post_count)))
+    return _Usage(cum[cut.gstart + sizes] - cum[cut.gstart], nbytes, kernel, fan_in,
+                  _segment_max(table.post_slots, cut.gstart, sizes), _segment_max(table.post_stage, cut.gstart, sizes))
+
+
+def _conv_bytes(graph: _Graph, target: Target, cut: _Cut) -> np.ndarray:
+    """Kernel bytes per slice: every conv projection's kernels for the channels its slice covers."""
+    out = np.zeros(int(cut.ptr[-1]), dtype=np.int64)
+    for c, proj in graph.convs.items():  # a network's conv layers (PACMAN-style graphs have none)
+        pop = int(graph.proj.post_pop[c])
+        a, b = int(cut.ptr[pop]), int(cut.ptr[pop + 1])
+        out[a:b] += conv_slice_bytes(target, proj, cut.start[a:b], cut.stop[a:b])
+    return out
+
+
+# ---- budgets ----
+
+def _budgets(target: Target, cut: _Cut, use: _Usage) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, used, limit) per slice (rows) and budget (columns), in the order errors name them. The local
+    memory budget applies only to slices holding conv kernels on targets that budget it: elsewhere its
+    `used` is 0. Output axons are counted after fitting (0 here)."""
+    core = target.core
+    neurons = cut.stop - cut.start
+    per_neuron = core.local_bytes_per_neuron
+    local = use.kernel_bytes + neurons * per_neuron if per_neuron else np.zeros_like(neurons)
+    local_checked = (use.kernel_bytes > 0) & bool(per_neuron)
+    names = ["local memory for conv kernels and neuron state (bytes)", "neurons", "synapse memory (bytes)",
+             "input axons (fan-in)", "output axons", "delay slots"]
+    used = np.stack([np.where(local_checked, local, 0), neurons, use.synapse_bytes, use.fan_in,
+                     np.zeros_like(neurons), use.delay_slots], axis=1)
+    limit = np.array([core.local_memory_bytes, core.neurons, core.synapse_memory_bytes, core.input_axons,
+                      core.output_axons, core.delay_slots], dtype=np.int64)
+    return names, used, np.broadcast_to(limit, used.shape)
+
+
+def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict[int, object]]:
+    """Slices per population (k) and the conv populations' split functions: the fewest even cuts (or
+    channel groups) under every core budget. Every population grows at once, round by round."""
+    core = target.core
+    size, n_pops = graph.size, graph.size.size
+    first_conv: dict[int, int] = {}
+    for c in graph.convs:  # in projection order: the first conv into a population sets its split
+        first_conv.setdefault(int(graph.proj.post_pop[c]), c)
+    errors: dict[int, str] = {}
+    for c, proj in graph.convs.items():
+        pop = int(graph.proj.post_pop[c])
+        one = int(conv_slice_bytes(target, proj, np.array([0]), np.array([1]))[0])
+        if one > core.synapse_memory_bytes and pop not in errors:
+            errors[pop] = (
+                f"projection {proj.pre!r} -> {graph.names[pop]!r}: the kernel of one output channel of its "
+                f"{proj.conv.describe()} ({proj.conv.kernel[0].size} weights) needs {one} bytes with its "
+                f"header, over {target.name}'s {core.synapse_memory_bytes} bytes of synapse memory per "
+                "core. Fix: fewer input channels per group (groups), a smaller kernel, or a target with more "
+                "synapse memory per core")
+    splits = {p: _channel_bounds(graph.convs[c].conv.out_shape, core.neurons)
+              for p, c in first_conv.items() if not graph.is_input[p]}
+    per_source = core.source_neurons
+    k = np.where(graph.is_input, -(-size // per_source) if per_source else 1, np.maximum(1, -(-size // core.neurons)))
+    has_in = np.bincount(graph.proj.post_pop, minlength=n_pops) > 0
+    grows = ~graph.is_input & has_in
+    if grows.any():  # the whole population on one core: its synapse memory and fan-in set a first k
+        whole = _usage(graph, table, target, _cut(graph, np.ones(n_pops, dtype=np.int64), {}), grows)
+        k = np.where(grows, np.minimum(size, np.maximum.reduce([
+            k, -(-whole.synapse_bytes // max(1, core.synapse_memory_bytes)),
+            -(-whole.fan_in // max(1, core.input_axons))])), k)
+    active = ~graph.is_input
+    active[list(errors)] = False
+    while active.any():
+        cut = _cut(graph, k, splits)
+        use = _usage(graph, table, target, cut, active)
+        names, used, limit = _budgets(target, cut, use)
+        over = used > limit
+        slice_over = over.any(axis=1)
+        n = cut.n
+        pop_of_slice = np.repeat(np.arange(n_pops), n)
+        pop_over = np.bincount(pop_of_slice, weights=slice_over, minlength=n_pops) > 0
+        ratio = np.where(over, used / np.maximum(limit, 1), 0.0).max(axis=1)
+        pop_ratio = np.maximum.reduceat(ratio, cut.ptr[:-1])  # every population has a slice
+        active &= pop_over  # the others fit: every slice within every budget
+        failing = np.flatnonzero(active & pop_over)
+        stuck = failing[n[failing] == size[failing]]
+        for p in stuck:  # one neuron per core and still over: cannot fit
+            s = int(cut.ptr[p]) + int(np.argmax(slice_over[cut.ptr[p]:cut.ptr[p + 1]]))
+            b = int(np.argmax(over[s]))
+            what, u, lim = names[b], int(used[s, b]), int(limit[s, b])
+            errors[int(p)] = (
+                f"population {graph.names[p]!r} does not fit {target.name}: one neuron needs {u} {what}, the core "
+                f"budget is {lim} (over by {u - lim}). Fix: fewer synapses per neuron (split the layer's "
+                f"fan-in), shorter delays, or a target with more {what} per core")
+            active[p] = False
+        grow = np.setdiff1d(failing, stuck)
+        # Grow in proportion to the worst overrun, at least by one slice.
+        step = np.ceil(k[grow] * np.minimum(pop_ratio[grow], 4.0)).astype(np.int64)
+        k[grow] = np.minimum(size[grow], np.maximum(k[grow] + 1, step))
+    if errors:
+        raise TargetError(errors[min(errors)])
+    return k, splits
+
+
+# ---- output axons ----
+
+def _column_axons(table: _Table, cut: _Cut, lo: int, hi: int, first: np.ndarray) -> np.ndarray:
+    """Destination slices of each column whose synapses are table[lo:hi] (first: column starts)."""
+    dst = cut.slice_of[table.post[lo:hi]]
+    return np.add.reduceat(_run_starts(hi - lo, first, dst), first, dtype=np.int64)
+
+
+def _out_axons(graph: _Graph, table: _Table, cut: _Cut) -> np.ndarray:
+    """Axons each slice needs as a source: one per (neuron, destination slice) pair with a synapse, per
+    projection."""
+    per_neuron = np.zeros(int(graph.offset[-1]), dtype=np.int64)
+    for c0, c1 in table.blocks:
+        lo, hi, first = table.block(c0, c1)
+        per_neuron += np.bincount(table.col_pre[c0:c1], weights=_column_axons(table, cut, lo, hi, first),
+                                  minlength=per_neuron.size).astype(np.int64)
+    return _segment_sum(per_neuron, cut.gstart, cut.stop - cut.start)
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """The table's columns grouped by pre population: what one population's re-cut must recount."""
+
+    cols: np.ndarray  # column indices, by pre population
+    ptr: np.ndarray  # (n_pops + 1,)
+
+    @staticmethod
+    def of(graph: _Graph, table: _Table) -> _Sources:
+        pop = graph.proj.pre_pop[table.col_proj]
+        cols = np.argsort(pop, kind="stable")
+        ptr = np.zeros(graph.size.size + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum(np.bincount(pop, minlength=graph.size.size))
+        return _Sources(cols, ptr)
+
+
+def _pop_worst_axons(graph: _Graph, table: _Table, cut: _Cut, sources: _Sources, p: int) -> int:
+    """The most output axons a slice of population p needs (its outgoing synapses only)."""
+    cols = sources.cols[sources.ptr[p]:sources.ptr[p + 1]]
+    if not cols.size:
+        return 0
+    lengths = table.col_ptr[cols + 1] - table.col_ptr[cols]
+    syn = _ranges(table.col_ptr[cols], lengths)
+    first = np.cumsum(lengths) - lengths
+    dst = cut.slice_of[table.post[syn]]
+    per_col = np.add.reduceat(_run_starts(syn.size, first, dst), first, dtype=np.int64)
+    per_neuron = np.bincount(table.col_pre[cols] - graph.offset[p], weights=per_col,
+                             minlength=int(graph.size[p])).astype(np.int64)
+    a, b = int(cut.ptr[p]), int(cut.ptr[p + 1])
+    return int(_segment_sum(per_neuron, cut.start[a:b], cut.stop[a:b] - cut.start[a:b]).max())
+
+
+def _depth(inet: IntNetwork, graph: _Graph) -> np.ndarray:
     """Hops from the inputs (breadth first); unreachable populations count as depth 0."""
-    depth = {name: 0 for name in inet.populations}
-    successors: dict[str, list[str]] = {}
-    for proj in inet.projections:
-        successors.setdefault(proj.pre, []).append(proj.post)
-    seen = set(inet.inputs)
-    frontier = list(inet.inputs)
-    while frontier:
-        nxt = []
-        for pre in frontier:
-            for post in successors.get(pre, []):
-                if post not in seen:
-                    seen.add(post)
-                    depth[post] = depth[pre] + 1
-                    nxt.append(post)
-        frontier = nxt
-    return depth
+    n = graph.size.size
+    index = {name: k for k, name in enumerate(graph.names)}
+    inputs = np.asarray([index[name] for name in inet.inputs], dtype=np.int64)
+    rows = np.concatenate([graph.proj.pre_pop, np.full(inputs.size, n)])  # n: one root before every input
+    cols = np.concatenate([graph.proj.post_pop, inputs])
+    hops = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(n + 1, n + 1))
+    dist = csgraph.shortest_path(hops, method="D", unweighted=True, indices=n)[:n]
+    return np.where(np.isfinite(dist), dist - 1, 0).astype(np.int64)
+
+
+def _recut_for_axons(inet: IntNetwork, graph: _Graph, table: _Table, target: Target, k: np.ndarray,
+                     splits: dict[int, object]) -> tuple[np.ndarray, dict[int, object]]:
+    """Split sources further until their output axons fit, sinks first so each population sees its
+    destinations' final slicing (cycles take another round). The walk is over populations in order
+    (a re-cut changes the counts of the populations projecting into it); counts come from one
+    whole-graph pass per round and are recounted only for populations whose destinations were re-cut."""
+    limit = target.core.output_axons
+    size = graph.size
+    has_out = np.bincount(graph.proj.pre_pop, minlength=size.size) > 0
+    walked = has_out & ~(graph.is_input & (not target.core.source_neurons))  # a host-fed source has no table
+    order = np.argsort(-_depth(inet, graph), kind="stable")
+    pairs = np.unique(graph.proj.post_pop * size.size + graph.proj.pre_pop)
+    pred_ptr = np.searchsorted(pairs // size.size, np.arange(size.size + 1))
+    preds = pairs % size.size
+    sources = _Sources.of(graph, table)
+    k, splits = k.copy(), dict(splits)
+    for _ in range(16):
+        cut = _cut(graph, k, splits)
+        worst = np.maximum.reduceat(_out_axons(graph, table, cut), cut.ptr[:-1])
+        if not (worst[walked] > limit).any():
+            break
+        stale = np.zeros(size.size, dtype=bool)
+        for p in order[walked[order]]:
+            w = _pop_worst_axons(graph, table, cut, sources, p) if stale[p] else int(worst[p])
+            while w > limit:
+                n = int(cut.ptr[p + 1] - cut.ptr[p])
+                if n >= size[p]:
+                    raise TargetError(
+                        f"population {graph.names[p]!r}: a single neuron projects to {w} cores, over {target.name}'s "
+                        f"{limit} output axons by {w - limit}. Fix: fewer destination slices (larger cores) or "
+                        "another target")
+                k[p] = min(int(size[p]), max(n + 1, math.ceil(n * w / limit)))
+                splits.pop(int(p), None)  # a re-cut is even, not along channels
+                cut = _cut(graph, k, splits)
+                stale[preds[pred_ptr[p]:pred_ptr[p + 1]]] = True
+                w = _pop_worst_axons(graph, table, cut, sources, p)
+    return k, splits
 
 
 def partition(inet: IntNetwork, target: Target) -> Partition:
     """Slices of every population (and delay-extension slices) that fit one core each."""
-    max_total = target.core.delay_slots * (1 + target.encoding.delay_extension_slots) - 1
-    notes: list[str] = []
-    for proj in inet.projections:
-        if proj.max_delay > max_total:
-            raise TargetError(
-                f"projection {proj.pre!r} -> {proj.post!r}: delay {proj.max_delay} steps exceeds {target.name}'s "
-                f"{target.core.delay_slots} native slots x (1 + {target.encoding.delay_extension_slots} "
-                f"extension stages) = {max_total + 1} steps. Fix: shorten delays or use a larger dt"
-            )
-    index = [_Index(p, target) for p in inet.projections]
-    incoming: dict[str, list[_Index]] = {name: [] for name in inet.populations}
-    outgoing: dict[str, list[_Index]] = {name: [] for name in inet.populations}
-    for i in index:
-        incoming[i.proj.post].append(i)
-        outgoing[i.proj.pre].append(i)
-    incoming = {name: _Index.batch(parts, target) for name, parts in incoming.items()}
-    fitted = {name: _fit_population(inet, target, name, incoming[name]) for name in inet.populations}
-    bounds_of = {name: bounds for name, (bounds, _) in fitted.items()}
-    # Output axons depend on the destination slicing: split sources further until they fit, sinks
-    # first so each population sees its destinations' final slicing (cycles take another round).
-    depth = _depth(inet)
-    for _ in range(16):
-        changed = False
-        for name in sorted(inet.populations, key=lambda n: -depth[n]):
-            if not outgoing[name] or (inet.populations[name].is_input and not target.core.source_neurons):
-                continue  # a host-fed source has no axon table of its own
-            size = inet.populations[name].size
-            while True:
-                bounds = bounds_of[name]
-                worst = int(_out_axons(outgoing[name], bounds_of, bounds).max())
-                if worst <= target.core.output_axons:
-                    break
-                if len(bounds) >= size:
-                    raise TargetError(
-                        f"population {name!r}: a single neuron projects to {worst} cores, over {target.name}'s "
-                        f"{target.core.output_axons} output axons by {worst - target.core.output_axons}. Fix: "
-                        "fewer destination slices (larger cores) or another target"
-                    )
-                grow = max(len(bounds) + 1, math.ceil(len(bounds) * worst / target.core.output_axons))
-                bounds_of[name] = _bounds(size, min(size, grow))
-                changed = True
-        if not changed:
-            break
+    slots = target.core.delay_slots
+    max_total = slots * (1 + target.encoding.delay_extension_slots) - 1
+    graph, table = _whole_graph(inet, target)
+    too_long = np.flatnonzero(graph.max_delay > max_total)
+    if too_long.size:
+        proj = inet.projections[int(too_long[0])]
+        raise TargetError(
+            f"projection {proj.pre!r} -> {proj.post!r}: delay {proj.max_delay} steps exceeds {target.name}'s "
+            f"{slots} native slots x (1 + {target.encoding.delay_extension_slots} "
+            f"extension stages) = {max_total + 1} steps. Fix: shorten delays or use a larger dt"
+        )
+    k, splits = _fit(graph, table, target)
+    k, splits = _recut_for_axons(inet, graph, table, target, k, splits)
+    cut = _cut(graph, k, splits)
+    use = _usage(graph, table, target, cut)
+    axons = _out_axons(graph, table, cut)
+    per_neuron = target.core.local_bytes_per_neuron
     slices: list[Slice] = []
     usage: list[SliceUsage] = []
-    for name, bounds in bounds_of.items():
-        pop = inet.populations[name]
-        role = Role.SOURCE if pop.kind == "input" else Role.NEURONS
-        if role == Role.SOURCE:
-            uses = [SliceUsage(neurons=b - a) for a, b in bounds]
-        elif fitted[name][0] == bounds:  # not re-cut for output axons: its usage is already counted
-            uses = fitted[name][1]
-        else:
-            uses = _usage(target, incoming[name], bounds)
-        axons = _out_axons(outgoing[name], bounds_of, bounds) if outgoing[name] else np.zeros(len(bounds), np.int64)
-        for (a, b), use, ax in zip(bounds, uses, axons, strict=True):
-            use.out_axons = int(ax)
+    columns = [x.tolist() for x in (cut.start, cut.stop, use.synapses, use.synapse_bytes, use.kernel_bytes,
+                                    use.fan_in, use.delay_slots, use.delay_stages, axons)]
+    for p, name in enumerate(graph.names):  # the output: one Slice and SliceUsage per slice
+        role = Role.SOURCE if graph.is_input[p] else Role.NEURONS
+        for s in range(int(cut.ptr[p]), int(cut.ptr[p + 1])):
+            a, b, syn, nbytes, kernel, fan_in, slots_used, stages, ax = (c[s] for c in columns)
             slices.append(Slice(name, a, b, role=role))
-            usage.append(use)
+            if role == Role.SOURCE:
+                usage.append(SliceUsage(neurons=b - a, out_axons=ax))
+            else:
+                usage.append(SliceUsage(neurons=b - a, synapses=syn, synapse_bytes=nbytes, kernel_bytes=kernel,
+                                        local_bytes=kernel + (b - a) * per_neuron if per_neuron else 0,
+                                        fan_in=fan_in, out_axons=ax, delay_slots=slots_used, delay_stages=stages))
     # Delay extensions: one per source slice whose spikes some synapse needs >= delay_slots later.
-    slots = target.core.delay_slots
-    for name, bounds in bounds_of.items():
-        stages = max((int(i.post_stage.max()) for i in outgoing[name] if i.post_stage.size), default=0)
-        if stages == 0:
-            continue
+    stages_of = np.zeros(graph.size.size, dtype=np.int64)
+    np.maximum.at(stages_of, graph.proj.pre_pop, graph.max_delay // slots)
+    notes: list[str] = []
+    for p in np.flatnonzero(stages_of):
+        name, stages = graph.names[p], int(stages_of[p])
+        bounds = cut.bounds(p)
         notes.append(f"{name}: {len(bounds)} delay-extension slice(s), {stages} stage(s) of {slots} steps")
         for a, b in bounds:
             slices.append(Slice(name, a, b, role=Role.DELAY))

@@ -1,9 +1,24 @@
-"""Every synapse of an IntNetwork as flat arrays of global neuron ids, in chunks.
+"""Every synapse of an IntNetwork as flat arrays, built a block of projections at a time.
 
 Networks with many small projections (PACMAN-style graphs: 100k projections of a few synapses)
-would pay numpy's per-call overhead once per projection and source slice; networks with a few
-huge projections would not fit one flat copy in memory. Chunks of up to CHUNK_SYNAPSES synapses
-serve both: small projections are concatenated, a large one comes alone.
+would pay numpy's per-call overhead once per projection; networks with a few huge projections
+would not fit one flat copy in memory. So projections are gathered once into per-projection
+arrays (`projection_arrays`: CSR-of-projections), and their synapses are concatenated in blocks
+of consecutive projections bounded by CHUNK_SYNAPSES: small projections share a block, a large
+one comes alone. No numpy call is made per projection.
+
+Whole-graph API (for passes that want arrays, not objects):
+
+* `projection_arrays(inet)`: per projection nnz, shape, pre/post population index, first global
+  neuron id of pre/post, synapse offsets (`syn_ptr`), in `inet.projections` order.
+* `concat(arrays)`: np.concatenate, fast for 100k small arrays.
+* `block_bounds(sizes, limit)`: consecutive groups [lo, hi) of items whose sizes sum to at most
+  `limit` (an item over it alone): the loop over blocks grows with synapses, not projections.
+* `nonempty_rows(indptrs)`: (matrix, row, entries) of the non-empty rows of several CSR matrices.
+* `csr_rows(indptrs)`: the row of every stored entry of several CSR matrices, concatenated.
+* `chunks(inet, offsets)`: SynapseChunk(pre, post, delay) with global neuron ids (int64), the same
+  chunks (same projections in each) as ever: a chunk closes after the projection that brings it to
+  CHUNK_SYNAPSES synapses.
 """
 
 from __future__ import annotations
@@ -11,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -26,6 +42,28 @@ class SynapseChunk:
     delay: np.ndarray  # steps (int64)
 
 
+@dataclass(frozen=True)
+class ProjectionArrays:
+    """Per-projection scalars of an IntNetwork as arrays (inet.projections order), and its CSR arrays
+    and delays as lists (references, not copies), gathered in one pass."""
+
+    nnz: np.ndarray  # synapses per projection (int64)
+    n_post: np.ndarray  # weights.shape[0]
+    n_pre: np.ndarray  # weights.shape[1]
+    pre_pop: np.ndarray  # index of the pre population in inet.populations order
+    post_pop: np.ndarray
+    pre_offset: np.ndarray  # first global neuron id of the pre population
+    post_offset: np.ndarray
+    syn_ptr: np.ndarray  # (n + 1,) first synapse of each projection in the concatenation of all
+    indptr: list[np.ndarray]  # weights.indptr per projection
+    indices: list[np.ndarray]  # weights.indices (pre neuron per synapse)
+    delays: list[np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return int(self.nnz.size)
+
+
 def neuron_offsets(inet: IntNetwork) -> tuple[dict[str, int], int]:
     """First global neuron id of each population, and the total."""
     offsets: dict[str, int] = {}
@@ -36,25 +74,104 @@ def neuron_offsets(inet: IntNetwork) -> tuple[dict[str, int], int]:
     return offsets, total
 
 
+def projection_arrays(inet: IntNetwork) -> ProjectionArrays:
+    projs = inet.projections
+    n = len(projs)
+    pop_index = {name: k for k, name in enumerate(inet.populations)}
+    pop_offset = np.zeros(len(pop_index) + 1, dtype=np.int64)
+    pop_offset[1:] = np.cumsum([p.size for p in inet.populations.values()])
+    # The only per-projection Python work: C-level maps over the projection list, one per field.
+    weights = list(map(attrgetter("weights"), projs))
+    indptr = list(map(attrgetter("indptr"), weights))
+    indices = list(map(attrgetter("indices"), weights))
+    delays = list(map(attrgetter("delays"), projs))
+    nnz = np.fromiter(map(len, indices), dtype=np.int64, count=n)
+    n_post = np.fromiter(map(len, indptr), dtype=np.int64, count=n) - 1
+    n_pre = np.array(list(map(attrgetter("shape"), weights)), dtype=np.int64).reshape(-1, 2)[:, 1].copy()
+    pre_pop = np.fromiter(map(pop_index.__getitem__, map(attrgetter("pre"), projs)), dtype=np.int64, count=n)
+    post_pop = np.fromiter(map(pop_index.__getitem__, map(attrgetter("post"), projs)), dtype=np.int64, count=n)
+    syn_ptr = np.zeros(n + 1, dtype=np.int64)
+    syn_ptr[1:] = np.cumsum(nnz)
+    return ProjectionArrays(nnz=nnz, n_post=n_post, n_pre=n_pre, pre_pop=pre_pop, post_pop=post_pop,
+                            pre_offset=pop_offset[pre_pop], post_offset=pop_offset[post_pop], syn_ptr=syn_ptr,
+                            indptr=indptr, indices=indices, delays=delays)
+
+
+def block_bounds(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Consecutive groups [lo, hi) of items whose sizes sum to at most `limit`; an item over it comes alone."""
+    ends = np.cumsum(sizes)
+    out = []
+    lo, base = 0, 0
+    while lo < sizes.size:
+        hi = max(lo + 1, int(np.searchsorted(ends, base + limit, side="right")))
+        out.append((lo, hi))
+        lo, base = hi, int(ends[hi - 1])
+    return out
+
+
+def concat(arrays: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate of 1-D arrays, but through one bytes join when they share a dtype: numpy's per-array
+    overhead dominates at 100k arrays of a few elements (7x slower there)."""
+    dtypes = set(map(attrgetter("dtype"), arrays))
+    if len(dtypes) == 1:
+        try:
+            return np.frombuffer(bytearray().join(arrays), dtype=dtypes.pop())
+        except (BufferError, TypeError, ValueError):  # a strided view: no flat buffer to join
+            pass
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+
+
+ROWS_PER_BLOCK = 4_000_000  # indptr entries concatenated at once (sparse projections have many empty rows)
+
+
+def nonempty_rows(indptrs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(matrix, row, entries) of every non-empty row of several CSR matrices, in order (one pass over
+    their concatenated indptrs: across a seam between two matrices the difference is -nnz, never a row)."""
+    n_ptr = np.fromiter(map(len, indptrs), dtype=np.int64, count=len(indptrs))
+    counts = np.diff(concat(indptrs))
+    pos = np.flatnonzero(counts > 0)
+    start = np.cumsum(n_ptr) - n_ptr
+    owner = np.searchsorted(start, pos, side="right") - 1
+    return owner, pos - start[owner], counts[pos]
+
+
+def csr_rows(indptrs: list[np.ndarray]) -> np.ndarray:
+    """Row of every stored entry of several CSR matrices, in the concatenation of their entries (int64)."""
+    sizes = np.fromiter(map(len, indptrs), dtype=np.int64, count=len(indptrs))
+    parts = []
+    for lo, hi in block_bounds(sizes, ROWS_PER_BLOCK):
+        _, row, entries = nonempty_rows(indptrs[lo:hi])
+        parts.append(np.repeat(row, entries))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _chunk_ends(nnz: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) of the projections in each chunk: a chunk closes after the projection that brings it to
+    CHUNK_SYNAPSES synapses (empty projections are skipped, as they add none)."""
+    ends = np.cumsum(nnz)
+    out = []
+    lo, base = 0, 0
+    while lo < nnz.size:
+        hi = int(np.searchsorted(ends, base + CHUNK_SYNAPSES, side="left")) + 1
+        hi = min(hi, nnz.size)
+        if ends[hi - 1] > base:
+            out.append((lo, hi))
+        lo, base = hi, int(ends[hi - 1])
+    return out
+
+
 def chunks(inet: IntNetwork, offsets: dict[str, int]) -> Iterator[SynapseChunk]:
-    pre: list[np.ndarray] = []
-    post: list[np.ndarray] = []
-    delay: list[np.ndarray] = []
-    held = 0
-    for proj in inet.projections:
-        w = proj.weights
-        if w.nnz == 0:
-            continue
-        rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
-        pre.append(w.indices.astype(np.int64) + offsets[proj.pre])
-        post.append(rows + offsets[proj.post])
-        delay.append(np.asarray(proj.delays, dtype=np.int64))
-        held += w.nnz
-        if held >= CHUNK_SYNAPSES:
-            yield SynapseChunk(np.concatenate(pre), np.concatenate(post), np.concatenate(delay))
-            pre, post, delay, held = [], [], [], 0
-    if pre:
-        yield SynapseChunk(np.concatenate(pre), np.concatenate(post), np.concatenate(delay))
+    if not inet.projections:
+        return
+    arr = projection_arrays(inet)
+    pop_off = np.asarray([offsets[name] for name in inet.populations], dtype=np.int64)
+    for lo, hi in _chunk_ends(arr.nnz):
+        nnz = arr.nnz[lo:hi]
+        pre = concat(arr.indices[lo:hi]).astype(np.int64)
+        pre += np.repeat(pop_off[arr.pre_pop[lo:hi]], nnz)
+        post = csr_rows(arr.indptr[lo:hi])
+        post += np.repeat(pop_off[arr.post_pop[lo:hi]], nnz)
+        yield SynapseChunk(pre, post, concat(arr.delays[lo:hi]).astype(np.int64))
 
 
 def slice_of_neuron(inet: IntNetwork, slices: list, offsets: dict[str, int], total: int,
