@@ -395,8 +395,10 @@ def main() -> int:
         neurocc_worker(config, int(seed), [int(v) for v in machine.split("x")])
         return 0
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    git_at_start = git_state()  # HEAD may move while the benchmark runs: resolve it now
+    measured = git_state(args.neurocc_rev)["commit"] if args.neurocc_rev else None
     with tempfile.TemporaryDirectory(prefix="vs_pacman-neurocc-") as tmp:
-        code = snapshot(args.neurocc_rev, Path(tmp)) if args.neurocc_rev else None
+        code = snapshot(measured, Path(tmp)) if measured else None
         results = {name: run_config(name, args.seed, args.repeats, code) for name in args.configs}
     write_json_atomic(args.out, {
         "how_to_read": "speedup = PACMAN s / neurocc s from medians over interleaved repeats; "
@@ -407,9 +409,9 @@ def main() -> int:
         "host": {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
                  "platform": platform.platform(), "python": platform.python_version(),
                  "pacman_version": next(iter(results.values()))["repeats"][0]["pacman"]["pacman_version"]},
-        "neurocc_git": git_state(),
-        "neurocc_code_measured": (f"git archive of {args.neurocc_rev} ({git_state(args.neurocc_rev)['commit']})"
-                                  if args.neurocc_rev else "working tree (see neurocc_git.uncommitted)"),
+        "neurocc_git_at_start": git_at_start,
+        "neurocc_code_measured": (f"git archive of {args.neurocc_rev} = {measured}" if measured
+                                  else "working tree (see neurocc_git_at_start.uncommitted)"),
         "configs": results,
     })
     print(f"wrote {args.out}")
