@@ -82,3 +82,47 @@ def union_destinations(dest_ptr: np.ndarray, dest: np.ndarray, group: np.ndarray
         take = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
         out[~kept_dst] = u_dest[take]
     return ptr, out
+
+
+def collapsed_keys(block: np.ndarray, run: np.ndarray, group: np.ndarray, collapsed: np.ndarray, free: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Key blocks for the emitters once `collapsed` groups share one aligned key block each.
+
+    An emitter of a collapsed group gets block base + its rank in the group, where each group's base is
+    aligned to the next power of two of its size and lies at or above `free` (the first block above every
+    run's aligned block, padding included), so one key/mask covers the group and nothing else. Returns
+    (block, run, offset within run, member of a collapsed group) per emitter; a collapsed group is a run
+    of its own (numbered after the existing runs).
+    """
+    member = collapsed[group]
+    block, run = block.copy(), run.copy()
+    offset = np.zeros(block.size, np.int64)
+    if not member.any():
+        return block, run, offset, member
+    idx = np.flatnonzero(member)  # emitter order
+    g = group[idx]
+    order = np.argsort(g, kind="stable")
+    idx, g = idx[order], g[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    sizes = np.diff(np.r_[starts, g.size])
+    rank = np.arange(g.size) - np.repeat(starts, sizes)
+    aligned = np.array([1 << (int(n) - 1).bit_length() for n in sizes], np.int64)  # one per collapsed group
+    base = np.zeros(sizes.size, np.int64)
+    for k, size in enumerate(aligned.tolist()):  # a scan over groups (source chips)
+        base[k] = -(-free // size) * size
+        free = int(base[k]) + size
+    block[idx] = np.repeat(base, sizes) + rank
+    run[idx] = int(run.max()) + 1 + np.repeat(np.arange(sizes.size), sizes)
+    offset[idx] = rank
+    return block, run, offset, member
+
+
+def over_delivered(dest_ptr: np.ndarray, dest: np.ndarray, wide_ptr: np.ndarray, wide: np.ndarray
+                   ) -> list[list[int]]:
+    """Per emitter: the slices its widened destinations add to its own (which receive and drop its packets)."""
+    out: list[list[int]] = []
+    own_list, wide_list = dest.tolist(), wide.tolist()
+    for a, b, c, d in zip(dest_ptr[:-1].tolist(), dest_ptr[1:].tolist(), wide_ptr[:-1].tolist(),
+                          wide_ptr[1:].tolist(), strict=True):  # per emitter, not per synapse
+        out.append(sorted(set(wide_list[c:d]) - set(own_list[a:b])) if d - c != b - a else [])
+    return out

@@ -23,6 +23,7 @@ from ..errors import TargetError
 from ..ir import Emitter, Entry, IntNetwork, Role, Routing, Slice
 from ..targets.mesh import N_LINKS, opposite, step
 from ..targets.target import Target
+from .over_delivery import choose_collapsed, collapsed_keys, entries_by_group, over_delivered, union_destinations
 from .route_arrays import (
     LINK_X,
     LINK_Y,
@@ -234,17 +235,37 @@ def _by_chip(sel: np.ndarray, nodes: _Nodes, rank_key: np.ndarray, keys: np.ndar
     return {c: entries[a:b] for c, a, b in zip(chips, bounds[:-1], bounds[1:], strict=True)}
 
 
-def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = True) -> Routing:
-    """Emitters, multicast trees and per-chip tables. With strict=False, tables over the router's
-    limit are returned as they are (for measuring how far over), instead of raising TargetError."""
+def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = True,
+          over_delivery: bool = True) -> Routing:
+    """Emitters, multicast trees and per-chip tables. Where the exact tables stay over the router's limit
+    after compression, source chips are collapsed (over_delivery.py) until every table fits, unless
+    `over_delivery` is False. With strict=False, tables over the limit are returned as they are (for
+    measuring how far over), instead of raising TargetError."""
     max_size = max((s.size for s in slices), default=1)
     index_bits = max(0, math.ceil(math.log2(max(max_size, 1))))
     mask = FULL_MASK ^ ((1 << index_bits) - 1)
     em = _allocate_keys(inet, slices, target, index_bits, max_size)
+    if not em.slice_index.size:
+        return Routing([], index_bits, {}, {}, {}, [])
+    limit = target.router.entries_per_chip
+    routing, nodes = _route_emitters(em, slices, target, index_bits, mask)
+    if over_delivery and _over_limit(routing, limit).any():
+        routing = _collapse_until_fit(em, routing, nodes, slices, target, index_bits, mask)
+    for chip, entries in routing.compressed.items():
+        if strict and len(entries) > limit:
+            raise TargetError(
+                f"chip {chip}: routing table has {len(entries)} entries after compression, the router holds "
+                f"{limit} (over by {len(entries) - limit}). Fix: place fewer sources' routes through this chip "
+                "(a larger machine) or fewer, larger slices"
+                + ("" if over_delivery else "; or let route over-deliver (over_delivery=True)"))
+    return routing
+
+
+def _route_emitters(em: _Emitters, slices: list[Slice], target: Target, index_bits: int, mask: int
+                    ) -> tuple[Routing, _Nodes]:
+    """Trees, tables and compressed tables of the emitters `em` (with their keys and destinations)."""
     with paused_gc():
         emitters = _emitter_objects(em, slices, mask)
-        if not emitters:
-            return Routing(emitters, index_bits, {}, {}, {}, [])
         rows = max(s.chip[1] for s in slices) + 1
         nodes = _trees(em, slices, target, rows)
         trees = _tree_dicts(nodes, len(emitters), rows)
@@ -255,14 +276,66 @@ def route(inet: IntNetwork, slices: list[Slice], target: Target, strict: bool = 
                              nodes.words[defaulted_sel], rows)
         tables = _merged_tables(np.flatnonzero(~nodes.straight), nodes, em, index_bits, mask, rows)
     compressed = compress_tables(tables, defaulted, target.router.entries_per_chip)
-    for chip, entries in compressed.items():
-        if strict and len(entries) > target.router.entries_per_chip:
-            raise TargetError(
-                f"chip {chip}: routing table has {len(entries)} entries after compression, the router holds "
-                f"{target.router.entries_per_chip} (over by {len(entries) - target.router.entries_per_chip}). "
-                "Fix: place fewer sources' routes through this chip (a larger machine) or fewer, larger slices"
-            )
-    return Routing(emitters, index_bits, tables, compressed, defaulted, trees)
+    return Routing(emitters, index_bits, tables, compressed, defaulted, trees), nodes
+
+
+def _over_limit(routing: Routing, limit: int) -> np.ndarray:
+    return np.array([len(t) > limit for t in routing.compressed.values()], dtype=bool)
+
+
+MAX_COLLAPSE_ROUNDS = 6  # then every source chip is collapsed: a table then holds one entry per source chip
+
+
+def _collapse_until_fit(em: _Emitters, exact: Routing, nodes: _Nodes, slices: list[Slice], target: Target,
+                        index_bits: int, mask: int) -> Routing:
+    """Collapse source chips (over_delivery.py), the fewest that make every table fit, and route again."""
+    limit = target.router.entries_per_chip
+    chip_x = np.array([s.chip[0] for s in slices], np.int64)
+    chip_y = np.array([s.chip[1] for s in slices], np.int64)
+    rows = int(chip_y.max()) + 1
+    source_chips, group = np.unique(chip_x[em.slice_index] * rows + chip_y[em.slice_index], return_inverse=True)
+    # Exact entries per (table chip, source-chip group), from the tree nodes that are not default-routed.
+    # (A collapsed group's tree is the union of its members' trees: it reaches no chip they did not.)
+    table_chips = sorted(exact.compressed)
+    node_chip = nodes.chip  # code x * rows + y
+    code_row = np.full(int(node_chip.max()) + 1, -1, np.int64)
+    code_row[[c[0] * rows + c[1] for c in table_chips]] = np.arange(len(table_chips))
+    kept = np.flatnonzero(~nodes.straight & (code_row[node_chip] >= 0))
+    counts = entries_by_group(code_row[node_chip[kept]], group[nodes.emitter[kept]], len(table_chips),
+                              source_chips.size)
+    # Keys: collapsed groups go above every run's aligned block (padding included).
+    _, run_length = _slice_runs(slices)
+    align = np.array([1 << (int(n) - 1).bit_length() for n in run_length.tolist()], np.int64)
+    block = em.key >> index_bits
+    free = int((block - em.offset + align[em.run]).max())
+    collapsed = np.zeros(source_chips.size, bool)
+    routing = exact
+    for round_ in range(MAX_COLLAPSE_ROUNDS + 1):
+        excess = np.array([max(0, len(routing.compressed.get(c, [])) - limit) for c in table_chips], np.int64)
+        if not excess.any():
+            break
+        more = choose_collapsed(counts, excess, collapsed) if round_ < MAX_COLLAPSE_ROUNDS else \
+            np.ones_like(collapsed)
+        if np.array_equal(more, collapsed):
+            more = np.ones_like(collapsed)  # nothing saves more: collapse the rest
+        if np.array_equal(more, collapsed):
+            break  # everything collapsed and still over: route reports it
+        collapsed = more
+        new_block, run, offset, member = collapsed_keys(block, em.run, group, collapsed, free)
+        if int(new_block.max()) << index_bits >= 1 << KEY_BITS:
+            raise TargetError(f"over-delivery needs key blocks beyond {KEY_BITS}-bit keys. Fix: fewer, larger "
+                              "slices")
+        wide_ptr, wide = union_destinations(em.dst_ptr, em.dst, group, collapsed)
+        wide_em = _Emitters(em.slice_index, em.stage, new_block << index_bits, run, np.where(member, offset,
+                            em.offset), em.delay & ~member, wide_ptr, wide)
+        routing, _ = _route_emitters(wide_em, slices, target, index_bits, mask)
+        extra = over_delivered(em.dst_ptr, em.dst, wide_ptr, wide)
+        own = em.dst.tolist()
+        for k, e in enumerate(routing.emitters):  # destinations stay the exact ones; the rest drop the packets
+            e.destinations = own[em.dst_ptr[k]:em.dst_ptr[k + 1]]
+            e.over_delivered = extra[k]
+        routing.collapsed_chips = [(int(c) // rows, int(c) % rows) for c in source_chips[collapsed]]
+    return routing
 
 
 def _merged_tables(sel: np.ndarray, nodes: _Nodes, em: _Emitters, index_bits: int, mask: int, rows: int
