@@ -73,16 +73,20 @@ def test_tree_nodes_are_the_hop_by_hop_trees(topology) -> None:
         assert [chips[k] for k in grow] == list(ref)
 
 
-def test_synapse_blocks_are_the_per_projection_synapses(monkeypatch) -> None:
+@pytest.mark.parametrize("neurons", [32, 128])  # populations of 100 neurons: 4 slices each, or 1
+def test_synapse_blocks_are_the_per_projection_synapses(monkeypatch, neurons) -> None:
     net = random_network(300, 20, n_populations=3, n_inputs=40, max_delay=5, seed=4)
     net.projections.append(make_projection("p1", "p0", np.zeros(0, np.int64), np.zeros(0, np.int64),
                                            np.zeros(0), np.zeros(0, np.int64), (100, 100)))  # an empty one
-    m = compile_network(net, _small("loihi2", "mesh2d"), progress=False)
+    m = compile_network(net, _small("loihi2", "mesh2d", neurons=neurons), progress=False)
     inet = m.network
     offsets, total = synapse_chunks.neuron_offsets(inet)
     slice_of = synapse_chunks.slice_of_neuron(inet, m.slices, offsets, total, "delay")
     tiling = route_arrays.slice_tiling(inet, m.slices, "delay")
-    assert tiling is not None and route_arrays.slice_tiling(inet, m.slices[:2] + m.slices[3:], "delay") is None
+    assert tiling is not None
+    assert {len(tiling[p][1]) for p in ("p0", "p1", "p2")} == {4 if neurons == 32 else 1}
+    if neurons == 32:
+        assert route_arrays.slice_tiling(inet, m.slices[:2] + m.slices[3:], "delay") is None  # a gap
 
     def flat(blocks):
         pre, post, delay = (np.concatenate(c) for c in zip(*blocks, strict=True))
@@ -103,9 +107,9 @@ def test_synapse_blocks_are_the_per_projection_synapses(monkeypatch) -> None:
                 assert np.array_equal(a, b)
 
 
-def _small(base: str, topology: str, cores: int = 4, entries: int = 1024):
+def _small(base: str, topology: str, cores: int = 4, entries: int = 1024, neurons: int = 32):
     t = load_target(base)
-    return dataclasses.replace(t, mesh=Mesh(topology, 4, 4, cores), core=dataclasses.replace(t.core, neurons=32),
+    return dataclasses.replace(t, mesh=Mesh(topology, 4, 4, cores), core=dataclasses.replace(t.core, neurons=neurons),
                                router=Router(entries, topology == "triangular"))
 
 

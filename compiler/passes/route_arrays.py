@@ -135,12 +135,19 @@ def synapse_post_slices(inet: IntNetwork, offsets: dict[str, int], slice_of: np.
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         if int(nnz[a:b].sum()) == 0:
             continue
-        flat = np.concatenate(indptr[a:b])
-        first_row = np.cumsum(n_rows[a:b] + 1) - (n_rows[a:b] + 1)
-        # Per (projection, slice boundary): the indptr value there; differences are synapses per post slice.
+        # Per (projection, slice boundary): the indptr value there (0 at the first, nnz at the last; only the
+        # inner ones are read, from the indptrs of the projections into populations of several slices).
         q = post_pop[a:b]
         owner, k = ranges(n_cuts[q] + 1)
-        at = flat[first_row[owner] + cut_row[cut_ptr[q[owner]] + k]].astype(np.int64)
+        at = np.where(k == 0, 0, nnz[a:b][owner])
+        inner_cut = (k > 0) & (k < n_cuts[q[owner]])
+        if inner_cut.any():
+            multi = np.flatnonzero(n_cuts[q] > 1)
+            flat = np.concatenate([indptr[a + i] for i in multi.tolist()])
+            first_row = np.zeros(b - a, np.int64)
+            first_row[multi] = np.cumsum(n_rows[a:b][multi] + 1) - (n_rows[a:b][multi] + 1)
+            o = owner[inner_cut]
+            at[inner_cut] = flat[first_row[o] + cut_row[cut_ptr[q[o]] + k[inner_cut]]]
         inner = k < n_cuts[q[owner]]
         per_slice = np.diff(np.append(at, 0))[inner]
         post_slice = np.repeat(cut_slice[slice_ptr[q[owner[inner]]] + k[inner]], per_slice)
