@@ -188,13 +188,18 @@ def slice_of_neuron(inet: IntNetwork, slices: list, offsets: dict[str, int], tot
 def unique_tuples(*columns: np.ndarray) -> list[np.ndarray]:
     """The distinct tuples (columns[0][i], columns[1][i], ...) in lexicographic order, as one array per
     column (int64): np.unique of a mixed-radix key, but through a bitmap over the key's range when that
-    range is small (a projection's slices x neurons), which is linear where np.unique sorts."""
-    lows = [int(c.min()) for c in columns]
-    spans = [int(c.max()) - lo + 1 for c, lo in zip(columns, lows, strict=True)]
-    key = np.zeros(columns[0].size, dtype=np.int64)
-    for c, lo, span in zip(columns, lows, spans, strict=True):
+    range is small (a projection's slices x neurons), which is linear where np.unique sorts. A column
+    whose range is much wider than its distinct values (global neuron ids of a few neurons per population)
+    is first ranked through a bitmap of its own range, which keeps the order and shrinks the key space."""
+    n = columns[0].size
+    ranked = [_rank(c, n) for c in columns]
+    lows = [0 if values is not None else int(c.min()) for c, (_, values) in zip(columns, ranked, strict=True)]
+    spans = [values.size if values is not None else int(c.max()) - lo + 1
+             for c, lo, (_, values) in zip(columns, lows, ranked, strict=True)]
+    key = np.zeros(n, dtype=np.int64)
+    for c, lo, span, (rank, _) in zip(columns, lows, spans, ranked, strict=True):
         key *= span
-        key += c
+        key += rank if rank is not None else c
         if lo:
             key -= lo
     space = math.prod(spans)
@@ -208,7 +213,26 @@ def unique_tuples(*columns: np.ndarray) -> list[np.ndarray]:
         uniq = np.unique(key)
         del key
     out = []
-    for lo, span in zip(reversed(lows), reversed(spans), strict=True):
-        out.append(uniq % span + lo)
+    for lo, span, (_, values) in zip(reversed(lows), reversed(spans), reversed(ranked), strict=True):
+        digit = uniq % span
+        out.append(values[digit] if values is not None else digit + lo)
         uniq //= span
     return out[::-1]
+
+
+def _rank(column: np.ndarray, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(rank of each value among the column's distinct values, the distinct values ascending), or
+    (None, None) when the column's range is narrow already or too wide for a bitmap."""
+    if not n:
+        return None, None
+    lo, hi = int(column.min()), int(column.max())
+    span = hi - lo + 1
+    if span <= 64 or span > max(1 << 24, 8 * n):
+        return None, None
+    seen = np.zeros(span, dtype=bool)
+    seen[column - lo] = True
+    values = np.flatnonzero(seen)
+    if values.size * 4 > span:  # dense: ranking would not shrink the key space much
+        return None, None
+    rank = np.cumsum(seen, dtype=np.int64) - 1
+    return rank[column - lo], values + lo
