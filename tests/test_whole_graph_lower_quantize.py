@@ -149,6 +149,7 @@ def test_segment_reductions_fill_empty_segments() -> None:
     values, sizes = np.array([3.0, -1.0, 5.0, 2.0]), np.array([2, 0, 2, 0])
     assert segments.segment_max(values, sizes, -9).tolist() == [3.0, -9, 5.0, -9]
     assert segments.segment_min(values, sizes, 7).tolist() == [-1.0, 7, 2.0, 7]
+    assert segments.segment_count(values > 0, sizes).tolist() == [1, 0, 2, 0]
     parts = segments.split(values, sizes)
     assert [p.tolist() for p in parts] == [[3.0, -1.0], [], [5.0, 2.0], []]
     assert np.array_equal(segments.concat(parts), values)

@@ -126,7 +126,7 @@ def _lowered_projections(net: Network, pops: dict[str, LoweredPopulation], sourc
     return projections
 
 
-ROWS_PER_BATCH = 1 << 22  # rows + synapses concatenated at once: bounds the temporaries to ~100 MB
+ROWS_PER_BATCH = 1 << 20  # rows + synapses concatenated at once: temporaries of ~10-30 MB
 
 
 def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[int]]:

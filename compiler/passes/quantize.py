@@ -29,7 +29,7 @@ from ..ir import (
 )
 from ..targets.target import NumericFormat, Target
 from . import segments
-from .segments import batches, concat, csr, offsets, paused_gc, segment_max, segment_min, split
+from .segments import batches, concat, csr, offsets, paused_gc, segment_count, segment_max, segment_min, split
 
 HEADROOM_BITS = 3  # the threshold sits 8x below the state limit: room for input before v clips
 
@@ -134,7 +134,7 @@ def _choose_scale(fmt: NumericFormat, peaks: tuple[float, float] | None, bias: n
     return scale
 
 
-WEIGHTS_PER_BATCH = 1 << 20  # synapses quantized at once: ~50 MB of per-synapse temporaries
+WEIGHTS_PER_BATCH = 1 << 18  # synapses quantized at once: per-synapse factors of ~10-20 MB
 MODES = ("excitatory", "inhibitory", "mixed")
 
 
@@ -258,8 +258,7 @@ def _int_projections(projs: list[LoweredProjection], stats: _Stats, scales: dict
                 f"of {fmt.max_delay}. Fix: shorten the delays, use a larger dt, or a target with longer delays"
             )
         raise _exponent_error(_where(projs[first]), float(peak[first]), int(exp[first]), fmt)
-    delays = _compact_delays(projs, stats)
-    weights = _weights(projs, stats.nnz, todo, scale, exp, mixed, m_max, fmt)
+    weights = _weights(projs, _compact_delays(projs, stats), stats.nnz, todo, scale, exp, mixed, m_max, fmt)
     exps = exp.tolist()
     out: list[IntProjection] = []
     for k, proj in enumerate(projs):  # one object per projection: the IR's form
@@ -267,9 +266,8 @@ def _int_projections(projs: list[LoweredProjection], stats: _Stats, scales: dict
             if convs[k].weights.nnz:
                 out.append(convs[k])
         elif weights[k] is not None:
-            w, keep, mode = weights[k]
-            d = delays[k] if keep is None else delays[k][keep]
-            out.append(IntProjection(proj.pre, proj.post, w, d, exps[k], mode))
+            w, delays, mode = weights[k]
+            out.append(IntProjection(proj.pre, proj.post, w, delays, exps[k], mode))
     return out
 
 
@@ -298,11 +296,11 @@ def _compact_delays(projs: list[LoweredProjection], stats: _Stats) -> list[np.nd
 _F64 = np.dtype(np.float64)
 
 
-def _weights(projs: list[LoweredProjection], nnz: np.ndarray, todo: np.ndarray, scale: np.ndarray, exp: np.ndarray,
-             mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat
-             ) -> list[tuple[sp.csr_array, np.ndarray | None, str] | None]:
-    """Per projection: (integer weights, mask of the kept synapses or None if all, sign mode), or
-    None outside `todo` or when no synapse keeps a mantissa. Mantissas a batch at a time: per-synapse
+def _weights(projs: list[LoweredProjection], delays: list[np.ndarray], nnz: np.ndarray, todo: np.ndarray,
+             scale: np.ndarray, exp: np.ndarray, mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat
+             ) -> list[tuple[sp.csr_array, np.ndarray, str] | None]:
+    """Per projection: (integer weights, their delays, sign mode), or None outside `todo` or when no
+    synapse keeps a mantissa; synapses whose mantissa is 0 are dropped. Mantissas a batch at a time: per-synapse
     factors for a batch of float64 weights; a projection alone (large, or of another dtype) gets
     scalars, exactly the single-array arithmetic."""
     dtype = mantissa_dtype(fmt)
@@ -312,7 +310,7 @@ def _weights(projs: list[LoweredProjection], nnz: np.ndarray, todo: np.ndarray, 
     pow2 = np.ldexp(1.0, exp)
     idx = np.flatnonzero(todo)
     alone = np.fromiter((projs[k].weights.data.dtype is not _F64 for k in idx.tolist()), bool, idx.size)
-    out: list[tuple[sp.csr_array, np.ndarray | None, str] | None] = [None] * len(projs)
+    out: list[tuple[sp.csr_array, np.ndarray, str] | None] = [None] * len(projs)
     for a, b in batches(nnz[idx], WEIGHTS_PER_BATCH, alone):
         ks, sizes = idx[a:b], nnz[idx[a:b]]
         data = concat([projs[k].weights.data for k in ks.tolist()])
@@ -324,21 +322,20 @@ def _weights(projs: list[LoweredProjection], nnz: np.ndarray, todo: np.ndarray, 
         mant = _mantissas(data, *factors, dtype)
         del data, factors
         keep = mant != 0
-        kept = offsets(keep)  # kept synapses before each synapse
+        n_kept = segment_count(keep, sizes)
         starts = offsets(sizes)
-        n_kept = kept[starts[1:]] - kept[starts[:-1]]
         lo, hi = segment_min(mant, sizes), segment_max(mant, sizes)
         modes = np.where(lo >= 0, 0, np.where(hi <= 0, 1, 2)).tolist()
         whole, some = (n_kept == sizes).tolist(), (n_kept > 0).tolist()
         parts, bounds = split(mant, sizes), starts.tolist()
         for j, k in enumerate(ks.tolist()):
             lw = projs[k].weights
-            if whole[j]:  # index arrays shared with the lowered (and float) network, not copied
-                out[k] = (csr(parts[j], lw.indices, lw.indptr, lw.shape), None, MODES[modes[j]])
+            if whole[j]:  # index arrays (and delays) shared with the lowered (and float) network, not copied
+                out[k] = (csr(parts[j], lw.indices, lw.indptr, lw.shape), delays[k], MODES[modes[j]])
             elif some[j]:
                 mask = keep[bounds[j]:bounds[j + 1]]
                 w, summed = _kept(lw, parts[j], mask)
-                out[k] = (w, mask, sign_mode_of(w.data) if summed else MODES[modes[j]])
+                out[k] = (w, delays[k][mask], sign_mode_of(w.data) if summed else MODES[modes[j]])
     return out
 
 

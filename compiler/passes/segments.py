@@ -42,14 +42,19 @@ def batches(sizes: np.ndarray, budget: int, alone: np.ndarray | None = None) -> 
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, sizes: np.ndarray, empty) -> np.ndarray:
+def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, sizes: np.ndarray, empty, dtype=None) -> np.ndarray:
     # reduceat reads a zero-length segment as the element at its start: reduce non-empty ones only.
     sizes = np.asarray(sizes)
-    out = np.full(sizes.size, empty, dtype=np.result_type(values.dtype, np.asarray(empty).dtype))
+    out = np.full(sizes.size, empty, dtype=dtype or np.result_type(values.dtype, np.asarray(empty).dtype))
     full = sizes > 0
     if full.any():
-        out[full] = ufunc.reduceat(values, offsets(sizes)[:-1][full])
+        out[full] = ufunc.reduceat(values, offsets(sizes)[:-1][full], dtype=dtype)
     return out
+
+
+def segment_count(mask: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Number of True entries of each segment of a boolean `mask` (int64; 0 where size 0)."""
+    return _segment_reduce(np.add, mask, sizes, 0, np.int64)
 
 
 def segment_max(values: np.ndarray, sizes: np.ndarray, empty=0) -> np.ndarray:
