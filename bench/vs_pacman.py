@@ -221,6 +221,14 @@ def neurocc_worker(config: str, seed: int, machine: list[int]) -> None:
             "chips_over_limit_before": sum(1 for b in before if b > limit),
             "chips_over_limit_after": sum(1 for a in after if a > limit),
         },
+        # Over-delivery (compiler/passes/over_delivery.py): what fitting the tables costs in packets. Per spike
+        # of each emitter: deliveries to cores holding its synapses, and to cores that drop it; tree link hops.
+        "over_delivery": {
+            "collapsed_source_chips": len(getattr(routing, "collapsed_chips", [])),
+            "deliveries_exact": sum(len(e.destinations) for e in routing.emitters),
+            "deliveries_dropped": sum(len(getattr(e, "over_delivered", [])) for e in routing.emitters),
+            "tree_link_hops": sum(bin(w & 0x3F).count("1") for tree in routing.trees for w in tree.values()),
+        },
     })
 
 
