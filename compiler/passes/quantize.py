@@ -277,7 +277,7 @@ def _where(proj: LoweredProjection) -> str:
 
 def _compact_delays(projs: list[LoweredProjection], stats: _Stats) -> list[np.ndarray]:
     """compact_int(delays) per projection: the same arrays where already narrowest (shared with the
-    lowered network), the others converted together, one concatenation per integer type."""
+    lowered network), the others converted a batch at a time, per integer type."""
     types = (np.int16, np.int32, np.int64)
     narrowest = np.full(len(projs), len(types) - 1)
     for t in reversed(range(len(types) - 1)):
@@ -285,10 +285,11 @@ def _compact_delays(projs: list[LoweredProjection], stats: _Stats) -> list[np.nd
         narrowest[(info.min <= stats.d_min) & (stats.d_max <= info.max)] = t
     out = [p.delays for p in projs]
     for t, dtype in enumerate(types):
-        change = [k for k in np.flatnonzero(narrowest == t).tolist() if out[k].dtype != dtype]
-        if change:
-            merged = concat([out[k] for k in change]).astype(dtype, copy=False)
-            for k, d in zip(change, split(merged, stats.n_delays[change]), strict=True):
+        change = np.array([k for k in np.flatnonzero(narrowest == t).tolist() if out[k].dtype != dtype], np.int64)
+        for a, b in batches(stats.n_delays[change], WEIGHTS_PER_BATCH):
+            ks = change[a:b].tolist()
+            merged = concat([out[k] for k in ks]).astype(dtype, copy=False)
+            for k, d in zip(ks, split(merged, stats.n_delays[ks]), strict=True):
                 out[k] = d
     return out
 
@@ -300,9 +301,10 @@ def _weights(projs: list[LoweredProjection], delays: list[np.ndarray], nnz: np.n
              scale: np.ndarray, exp: np.ndarray, mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat
              ) -> list[tuple[sp.csr_array, np.ndarray, str] | None]:
     """Per projection: (integer weights, their delays, sign mode), or None outside `todo` or when no
-    synapse keeps a mantissa; synapses whose mantissa is 0 are dropped. Mantissas a batch at a time: per-synapse
-    factors for a batch of float64 weights; a projection alone (large, or of another dtype) gets
-    scalars, exactly the single-array arithmetic."""
+    synapse keeps a mantissa; synapses whose mantissa is 0 are dropped.
+
+    Mantissas a batch at a time: per-synapse factors for a batch of float64 weights; a projection
+    alone (large, or of another dtype) gets scalars, exactly the single-array arithmetic."""
     dtype = mantissa_dtype(fmt)
     half = np.where(mixed, 2.0, 1.0)
     low = np.where(mixed, -(fmt.weight_max + 1), -m_max).astype(np.float64)
