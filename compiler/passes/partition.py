@@ -471,9 +471,10 @@ def _budgets(target: Target, cut: _Cut, use: _Usage) -> tuple[list[str], np.ndar
     return names, used, np.broadcast_to(limit, used.shape)
 
 
-def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict[int, object]]:
+def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict[int, object], _Usage | None]:
     """Slices per population (k) and the conv populations' split functions: the fewest even cuts (or
-    channel groups) under every core budget. Every population grows at once, round by round."""
+    channel groups) under every core budget. Every population grows at once, round by round. Also the
+    usage of that cut when one round settled every population (no block was skipped), else None."""
     core = target.core
     size, n_pops = graph.size, graph.size.size
     first_conv: dict[int, int] = {}
@@ -503,7 +504,10 @@ def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict
             -(-whole.fan_in // max(1, core.input_axons))])), k)
     active = ~graph.is_input
     active[list(errors)] = False
+    rounds = 0
+    use = None
     while active.any():
+        rounds += 1
         cut = _cut(graph, k, splits)
         use = _usage(graph, table, target, cut, active)
         names, used, limit = _budgets(target, cut, use)
@@ -532,7 +536,7 @@ def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict
         k[grow] = np.minimum(size[grow], np.maximum(k[grow] + 1, step))
     if errors:
         raise TargetError(errors[min(errors)])
-    return k, splits
+    return k, splits, use if rounds == 1 else None
 
 
 # ---- output axons ----
@@ -599,11 +603,12 @@ def _depth(inet: IntNetwork, graph: _Graph) -> np.ndarray:
 
 
 def _recut_for_axons(inet: IntNetwork, graph: _Graph, table: _Table, target: Target, k: np.ndarray,
-                     splits: dict[int, object]) -> tuple[np.ndarray, dict[int, object]]:
+                     splits: dict[int, object]) -> tuple[np.ndarray, dict[int, object], bool, np.ndarray | None]:
     """Split sources further until their output axons fit, sinks first so each population sees its
     destinations' final slicing (cycles take another round). The walk is over populations in order
     (a re-cut changes the counts of the populations projecting into it); counts come from one
-    whole-graph pass per round and are recounted only for populations whose destinations were re-cut."""
+    whole-graph pass per round and are recounted only for populations whose destinations were re-cut.
+    Returns the cut, whether it changed, and the final cut's axons per slice when the last pass counted them."""
     limit = target.core.output_axons
     size = graph.size
     has_out = np.bincount(graph.proj.pre_pop, minlength=size.size) > 0
@@ -614,11 +619,13 @@ def _recut_for_axons(inet: IntNetwork, graph: _Graph, table: _Table, target: Tar
     preds = pairs % size.size
     sources = _Sources.of(graph, table)
     k, splits = k.copy(), dict(splits)
+    recut = False
     for _ in range(16):
         cut = _cut(graph, k, splits)
-        worst = np.maximum.reduceat(_out_axons(graph, table, cut), cut.ptr[:-1])
+        axons = _out_axons(graph, table, cut)
+        worst = np.maximum.reduceat(axons, cut.ptr[:-1])
         if not (worst[walked] > limit).any():
-            break
+            return k, splits, recut, axons
         stale = np.zeros(size.size, dtype=bool)
         for p in order[walked[order]]:
             w = _pop_worst_axons(graph, table, cut, sources, p) if stale[p] else int(worst[p])
@@ -630,11 +637,12 @@ def _recut_for_axons(inet: IntNetwork, graph: _Graph, table: _Table, target: Tar
                         f"{limit} output axons by {w - limit}. Fix: fewer destination slices (larger cores) or "
                         "another target")
                 k[p] = min(int(size[p]), max(n + 1, math.ceil(n * w / limit)))
+                recut = True
                 splits.pop(int(p), None)  # a re-cut is even, not along channels
                 cut = _cut(graph, k, splits)
                 stale[preds[pred_ptr[p]:pred_ptr[p + 1]]] = True
                 w = _pop_worst_axons(graph, table, cut, sources, p)
-    return k, splits
+    return k, splits, recut, None
 
 
 def partition(inet: IntNetwork, target: Target) -> Partition:
@@ -650,11 +658,12 @@ def partition(inet: IntNetwork, target: Target) -> Partition:
             f"{slots} native slots x (1 + {target.encoding.delay_extension_slots} "
             f"extension stages) = {max_total + 1} steps. Fix: shorten delays or use a larger dt"
         )
-    k, splits = _fit(graph, table, target)
-    k, splits = _recut_for_axons(inet, graph, table, target, k, splits)
+    k, splits, fitted = _fit(graph, table, target)
+    k, splits, recut, axons = _recut_for_axons(inet, graph, table, target, k, splits)
     cut = _cut(graph, k, splits)
-    use = _usage(graph, table, target, cut)
-    axons = _out_axons(graph, table, cut)
+    use = fitted if fitted is not None and not recut else _usage(graph, table, target, cut)
+    if axons is None:
+        axons = _out_axons(graph, table, cut)
     per_neuron = target.core.local_bytes_per_neuron
     slices: list[Slice] = []
     usage: list[SliceUsage] = []

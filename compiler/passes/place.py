@@ -60,7 +60,10 @@ def slice_traffic(inet: IntNetwork, slices: list[Slice], rates: dict[str, np.nda
             key = (src[starts] - lo_s) * span_d + (dst[starts] - lo_d)
             # bincount adds each run sequentially, as before (reduceat's pairwise sums would round apart)
             sums = np.bincount(np.cumsum(new) - 1, weights=rate[pre])
-            order = np.argsort(key)  # keys are distinct: the same entry order as np.unique's
+            # Runs ascend by (destination, source): a stable sort by source gives np.unique's (source,
+            # destination) order (16-bit sources sort by radix).
+            run_src = src[starts] - lo_s
+            order = np.argsort(run_src.astype(np.uint16) if int(run_src.max()) < 1 << 16 else key, kind="stable")
             used, sums = key[order], sums[order]
         else:
             key = (src - lo_s) * span_d + (dst - lo_d)

@@ -113,7 +113,7 @@ def concat(arrays: list[np.ndarray]) -> np.ndarray:
     """np.concatenate of 1-D arrays, but through one bytes join when they share a dtype: numpy's per-array
     overhead dominates at 100k arrays of a few elements (7x slower there)."""
     dtypes = set(map(attrgetter("dtype"), arrays))
-    if len(dtypes) == 1:
+    if len(dtypes) == 1 and sum(map(len, arrays)) < 64 * len(arrays):  # long arrays: numpy's copy is faster
         try:
             return np.frombuffer(bytearray().join(arrays), dtype=dtypes.pop())
         except (BufferError, TypeError, ValueError):  # a strided view: no flat buffer to join
