@@ -38,7 +38,6 @@ from .route_arrays import (
     bit_columns,
     distinct_codes,
     first_occurrence_order,
-    paused_gc,
     rank_in_segment,
     row_ids,
     segment_ids,
@@ -48,6 +47,7 @@ from .route_arrays import (
     tree_nodes,
     words_to_ints,
 )
+from .segments import paused_gc
 from .synapse_chunks import neuron_offsets, slice_of_neuron, unique_tuples
 
 KEY_BITS = 32

@@ -7,29 +7,12 @@ sorted once per grouping and reduced by segment, so its Python work does not gro
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 
 from ..ir import IntNetwork
 from .synapse_chunks import CHUNK_SYNAPSES
 
 WORD_BITS = 64  # route words wider than this (a bit per core of a 152-core chip) span several uint64 columns
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Cyclic GC off while the result's ~10^5-10^6 small objects (entries, tree dicts) are built: each
-    generation-2 pass would walk the whole heap (the network's 10^5 projections included) again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def segment_starts(*sorted_keys: np.ndarray) -> np.ndarray:

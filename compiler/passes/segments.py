@@ -88,8 +88,7 @@ def row_lengths(indptrs: Sequence[np.ndarray]) -> np.ndarray:
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """Cyclic GC off while a pass builds ~10^5 small objects (csr_arrays, projections): each
-    generation-2 collection would walk the whole heap, the network's projections included, again.
-    (The same idiom as route_arrays.paused_gc.)"""
+    generation-2 collection would walk the whole heap, the network's projections included, again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
