@@ -65,8 +65,8 @@ def one(size: int, target_name: str, synapses: int, traced: bool) -> dict:
     build_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     passes = {}
     value = net
-    # As compile_network runs them (the lowered network is consumed by quantize).
-    steps = [("lower", lambda v: lower(v)), ("quantize", lambda v: quantize(v, target, consume=True)),
+    # As compile_network runs them (nothing holds the lowered network once quantize has made the integer one).
+    steps = [("lower", lambda v: lower(v)), ("quantize", lambda v: quantize(v, target)),
              ("partition", lambda v: (v, partition(v, target))),
              ("place", lambda v: (v[0], place(v[0], v[1], target))),
              ("route", lambda v: route(v[0], v[1].slices, target))]
@@ -94,6 +94,7 @@ def one(size: int, target_name: str, synapses: int, traced: bool) -> dict:
     return {
         "target": target_name, "neurons": size, "synapses": int(net.n_synapses), "build_network_s": round(build_s, 2),
         "passes": passes, "total_s": round(sum(p["seconds"] for p in passes.values()), 2),
+        "total_with_build_s": round(build_s + sum(p["seconds"] for p in passes.values()), 2),
         "cores": cores, "chips": chips, "routing_entries": [value.entries_before(), value.entries_after()],
         "peak_rss_mb": round(peak, 1),
         "build_peak_rss_mb": round(build_rss, 1),
@@ -144,7 +145,7 @@ def main() -> int:
             print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "compile_scaling.json"
-    out.write_text(json.dumps({"goal": "1M neurons / 100M synapses in < 60 s and < 4 GB on 2 cores",
+    out.write_text(json.dumps({"goal": "1M neurons / 100M synapses in <= 15 s including the network build and <= 2 GB peak RSS on 2 cores (issue 14)",
                                "runs": rows}, indent=1))
     print(f"wrote {out}")
     return 0
