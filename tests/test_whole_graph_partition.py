@@ -96,7 +96,7 @@ def test_both_column_orders_and_any_block_size_give_the_same_partition(compiled,
     inet, tgt, part = compiled
     for sort_below, chunk in ((0, 4_000_000), (10**9, 4_000_000), (0, 7), (10**9, 5)):
         monkeypatch.setattr(partition_mod, "SORT_BELOW", sort_below)
-        monkeypatch.setattr(partition_mod, "CHUNK_SYNAPSES", chunk)
+        monkeypatch.setattr(partition_mod, "BLOCK_SYNAPSES", chunk)
         again = partition(inet, tgt)
         assert again.slices == part.slices and again.usage == part.usage and again.notes == part.notes
 

@@ -12,7 +12,7 @@ gathered once into a `_Table` in column order (grouped by post population, then 
 neuron, post neuron), with per-neuron synapse counts, delay slots and stages. A slicing of every
 population is a `_Cut` (arrays of slice bounds and a neuron -> slice lookup); usage and output axons
 of all slices come from one pass over the table per candidate slicing, by segment reductions. The
-only Python loops left are over blocks of CHUNK_SYNAPSES synapses, over fitting rounds, over
+only Python loops left are over blocks of BLOCK_SYNAPSES synapses, over fitting rounds, over
 populations in the output-axon re-cut walk (each re-cut changes its sources' counts, in order), over
 conv populations (their channel-aligned cuts) and over the output slices themselves.
 """
@@ -32,7 +32,6 @@ from ..errors import TargetError
 from ..ir import IntNetwork, IntProjection, Partition, Role, Slice, SliceUsage
 from ..targets.target import Target
 from .synapse_chunks import (
-    CHUNK_SYNAPSES,
     ProjectionArrays,
     block_bounds,
     concat,
@@ -143,6 +142,9 @@ def _channel_bounds(shape: tuple[int, int, int], max_neurons: int):
 # outnumber SORT_BELOW x its synapses (PACMAN-style graphs: 250 x 250 projections of 16 synapses), else by
 # scipy's linear CSR -> CSC (dense projections). Both give the same table.
 SORT_BELOW = 1
+# Synapses (plus rows and columns, when building the table) handled per numpy pass: the temporaries of a
+# block take ~50 bytes per synapse, so blocks stay small while the table itself holds ~4 bytes per synapse.
+BLOCK_SYNAPSES = 1 << 20
 
 
 # ---- array idioms ----
@@ -223,7 +225,7 @@ class _Table:
     post_count: np.ndarray  # per global neuron
     post_slots: np.ndarray
     post_stage: np.ndarray
-    blocks: list[tuple[int, int]]  # column ranges of about CHUNK_SYNAPSES synapses
+    blocks: list[tuple[int, int]]  # column ranges of about BLOCK_SYNAPSES synapses
 
     def block(self, c0: int, c1: int) -> tuple[int, int, np.ndarray]:
         """Synapse range of columns [c0, c1) and the columns' first synapses within it."""
@@ -260,24 +262,29 @@ def _table(arr: ProjectionArrays, total: int, slots: int) -> tuple[_Table, np.nd
     per_neuron = tuple(np.zeros(total, dtype=np.int64) for _ in range(3))  # count, slots used, deepest stage
     max_delay = np.zeros(arr.size, dtype=np.int64)
     order = np.argsort(arr.post_pop, kind="stable")  # projections grouped by post population
+    idx = np.int32 if total < np.iinfo(np.int32).max else np.int64
+    n_syn = int(arr.nnz.sum())
+    post = np.empty(n_syn, dtype=idx)  # filled block by block: no second copy of the table
+    stage: np.ndarray | None = None
     parts = []
     base = 0
     work = (arr.nnz + arr.n_post + arr.n_pre)[order]  # what one block concatenates or transposes
-    for lo, hi in block_bounds(work, CHUNK_SYNAPSES):
-        part = _table_block(arr, order[lo:hi], slots, per_neuron, max_delay)
-        part[2] += base
-        base += part[0].size
-        parts.append(part)
-    post, stage, col_ptr, col_pre, col_proj = (list(x) for x in zip(*parts, strict=True)) if parts else ([],) * 5
-    idx = np.int32 if total < np.iinfo(np.int32).max else np.int64
-    staged = any(st is not None for st in stage)
-    stage = [st if st is not None else np.zeros(p.size, np.int16) for st, p in zip(stage, post, strict=True)]
+    for lo, hi in block_bounds(work, BLOCK_SYNAPSES):
+        block_post, block_stage, first, col_pre, col_proj = _table_block(arr, order[lo:hi], slots, per_neuron,
+                                                                         max_delay)
+        end = base + block_post.size
+        post[base:end] = block_post
+        if block_stage is not None:
+            if stage is None:
+                stage = np.zeros(n_syn, dtype=np.int16)
+            stage[base:end] = block_stage
+        parts.append((first + base, col_pre, col_proj))
+        base = end
+    col_ptr, col_pre, col_proj = ([np.concatenate(x)] for x in zip(*parts, strict=True)) if parts else ([], [], [])
     col_ptr = np.concatenate(col_ptr + [np.array([base], dtype=np.int64)])
-    table = _Table(np.concatenate(post).astype(idx, copy=False) if post else np.zeros(0, idx),
-                   np.concatenate(stage) if staged else None, col_ptr,
-                   np.concatenate(col_pre) if col_pre else np.zeros(0, np.int64),
-                   np.concatenate(col_proj) if col_proj else np.zeros(0, np.int64),
-                   *per_neuron, block_bounds(np.diff(col_ptr), CHUNK_SYNAPSES))
+    table = _Table(post, stage, col_ptr, col_pre[0] if col_pre else np.zeros(0, np.int64),
+                   col_proj[0] if col_proj else np.zeros(0, np.int64),
+                   *per_neuron, block_bounds(np.diff(col_ptr), BLOCK_SYNAPSES))
     return table, max_delay
 
 
