@@ -10,7 +10,8 @@ one comes alone. No numpy call is made per projection.
 Whole-graph API (for passes that want arrays, not objects):
 
 * `projection_arrays(inet)`: per projection nnz, shape, pre/post population index, first global
-  neuron id of pre/post, synapse offsets (`syn_ptr`), in `inet.projections` order.
+  neuron id of pre/post, synapse offsets (`syn_ptr`), in `inet.projections` order, and the lists of
+  indptr / indices / delays arrays (references) to concatenate per block.
 * `concat(arrays)`: np.concatenate, fast for 100k small arrays.
 * `block_bounds(sizes, limit)`: consecutive groups [lo, hi) of items whose sizes sum to at most
   `limit` (an item over it alone): the loop over blocks grows with synapses, not projections.
@@ -19,6 +20,8 @@ Whole-graph API (for passes that want arrays, not objects):
 * `chunks(inet, offsets)`: SynapseChunk(pre, post, delay) with global neuron ids (int64), the same
   chunks (same projections in each) as ever: a chunk closes after the projection that brings it to
   CHUNK_SYNAPSES synapses.
+* `unique_tuples(*columns)`, `slice_of_neuron(...)`, `neuron_offsets(inet)`: as before (unique_tuples
+  now ranks a wide, sparse column first, so global neuron ids stay on its bitmap path).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -87,7 +90,7 @@ def projection_arrays(inet: IntNetwork) -> ProjectionArrays:
     delays = list(map(attrgetter("delays"), projs))
     nnz = np.fromiter(map(len, indices), dtype=np.int64, count=n)
     n_post = np.fromiter(map(len, indptr), dtype=np.int64, count=n) - 1
-    n_pre = np.array(list(map(attrgetter("shape"), weights)), dtype=np.int64).reshape(-1, 2)[:, 1].copy()
+    n_pre = np.fromiter(map(itemgetter(1), map(attrgetter("shape"), weights)), dtype=np.int64, count=n)
     pre_pop = np.fromiter(map(pop_index.__getitem__, map(attrgetter("pre"), projs)), dtype=np.int64, count=n)
     post_pop = np.fromiter(map(pop_index.__getitem__, map(attrgetter("post"), projs)), dtype=np.int64, count=n)
     syn_ptr = np.zeros(n + 1, dtype=np.int64)
