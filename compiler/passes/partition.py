@@ -298,9 +298,9 @@ def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
     nnz, n_post, n_pre = arr.nnz[ids], arr.n_post[ids], arr.n_pre[ids]
     syn_off, row_off, col_off = (np.cumsum(x) - x for x in (nnz, n_post, n_pre))
     n_syn = int(nnz.sum())
-    row_owner, row, row_len = nonempty_rows([arr.indptr[k] for k in pick])
+    row_owner, row, row_len = nonempty_rows(list(map(arr.indptr.__getitem__, pick)))
     neuron = arr.post_offset[ids][row_owner] + row  # global post neuron of each non-empty row
-    delays = concat([arr.delays[k] for k in pick])
+    delays = concat(list(map(arr.delays.__getitem__, pick)))
     full = np.flatnonzero(nnz)
     if full.size:
         max_delay[ids[full]] = np.maximum.reduceat(delays, syn_off[full])
@@ -311,7 +311,7 @@ def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
         np.maximum.at(post_slots, neuron, np.maximum.reduceat(delays % slots, row_first).astype(np.int64) + 1)
         if staged:
             np.maximum.at(post_stage, neuron, np.maximum.reduceat(delays // slots, row_first).astype(np.int64))
-    pre = concat([arr.indices[k] for k in pick]).astype(np.int64)
+    pre = concat(list(map(arr.indices.__getitem__, pick))).astype(np.int64)
     syn_owner = np.repeat(np.arange(ids.size), nnz)
     pre += col_off[syn_owner]  # the block's column of each synapse
     if int(n_post.sum() + n_pre.sum()) > SORT_BELOW * n_syn:  # sparse: sorting beats touching every row
