@@ -369,23 +369,20 @@ def _cut(graph: _Graph, k: np.ndarray, splits: dict[int, object]) -> _Cut:
     i = np.arange(int(ptr[-1]), dtype=np.int64) - ptr[pop]
     start, stop = (i * size[pop]) // k[pop], ((i + 1) * size[pop]) // k[pop]
     if splits:  # conv populations cut along channels: one Python call per conv population
-        pieces = {p: split(int(size[p]), int(k[p])) for p, split in splits.items()}
+        pieces = {p: np.asarray(split(int(size[p]), int(k[p])), dtype=np.int64).reshape(-1, 2)
+                  for p, split in splits.items()}
+        even = ~np.isin(pop, list(pieces))
         k = k.copy()
         for p, b in pieces.items():
             k[p] = len(b)
-        new_ptr = np.zeros_like(ptr)
-        new_ptr[1:] = np.cumsum(k)
-        keep = ~np.isin(pop, list(pieces))
-        start_new = np.zeros(int(new_ptr[-1]), dtype=np.int64)
-        stop_new = np.zeros_like(start_new)
-        dest = _ranges(new_ptr[:-1], k)
-        pop_new = np.repeat(np.arange(size.size), k)
-        mask = ~np.isin(pop_new, list(pieces))
-        start_new[dest[mask]], stop_new[dest[mask]] = start[keep], stop[keep]
+        ptr[1:] = np.cumsum(k)
+        new_pop = np.repeat(np.arange(size.size), k)
+        new_start, new_stop = np.zeros((2, new_pop.size), dtype=np.int64)
+        kept = ~np.isin(new_pop, list(pieces))
+        new_start[kept], new_stop[kept] = start[even], stop[even]
         for p, b in pieces.items():
-            start_new[new_ptr[p]:new_ptr[p + 1]] = [a for a, _ in b]
-            stop_new[new_ptr[p]:new_ptr[p + 1]] = [c for _, c in b]
-        ptr, start, stop, pop = new_ptr, start_new, stop_new, pop_new
+            new_start[ptr[p]:ptr[p + 1]], new_stop[ptr[p]:ptr[p + 1]] = b[:, 0], b[:, 1]
+        pop, start, stop = new_pop, new_start, new_stop
     gstart = graph.offset[pop] + start
     total = int(graph.offset[-1])
     idx = np.int32 if ptr[-1] < np.iinfo(np.int32).max else np.int64
