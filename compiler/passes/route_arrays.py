@@ -59,13 +59,9 @@ def ranges(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(total, dtype=np.int64) - np.repeat(ends - lengths, lengths)
 
 
-def synapse_blocks(inet: IntNetwork, offsets: dict[str, int]):
-    """Every synapse as (global pre id, global post id, delay), in blocks of about CHUNK_SYNAPSES: the
-    projections' CSR arrays are concatenated, so the numpy calls are per block, not per projection."""
-    projs = inet.projections
-    if not projs:
-        return
-    # One pass over the projections to collect their arrays; everything after is whole-block numpy.
+def _projection_columns(projs: list, offsets: dict[str, int]) -> tuple:
+    """One pass over the projections to collect their arrays (everything after is whole-block numpy):
+    indptr, indices and delays lists, rows, synapses and global pre offset per projection."""
     indptr = [p.weights.indptr for p in projs]
     indices = [p.weights.indices for p in projs]
     delays = [p.delays for p in projs]
@@ -73,10 +69,25 @@ def synapse_blocks(inet: IntNetwork, offsets: dict[str, int]):
     n_rows = np.fromiter(map(len, indptr), dtype=np.int64, count=count) - 1
     nnz = np.fromiter(map(len, indices), dtype=np.int64, count=count)
     pre_off = np.fromiter((offsets[p.pre] for p in projs), dtype=np.int64, count=count)
-    post_off = np.fromiter((offsets[p.post] for p in projs), dtype=np.int64, count=count)
+    return indptr, indices, delays, n_rows, nnz, pre_off
+
+
+def _synapse_block_ranges(nnz: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) of the projections in each block of about CHUNK_SYNAPSES synapses."""
     block_of = (np.cumsum(nnz) - nnz) // CHUNK_SYNAPSES
     bounds = np.flatnonzero(np.r_[True, block_of[1:] != block_of[:-1], True])
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+
+def synapse_blocks(inet: IntNetwork, offsets: dict[str, int]):
+    """Every synapse as (global pre id, global post id, delay), in blocks of about CHUNK_SYNAPSES: the
+    projections' CSR arrays are concatenated, so the numpy calls are per block, not per projection."""
+    projs = inet.projections
+    if not projs:
+        return
+    indptr, indices, delays, n_rows, nnz, pre_off = _projection_columns(projs, offsets)
+    post_off = np.fromiter((offsets[p.post] for p in projs), dtype=np.int64, count=len(projs))
+    for a, b in _synapse_block_ranges(nnz):
         total = int(nnz[a:b].sum())
         if total == 0:
             continue
@@ -105,17 +116,9 @@ def synapse_post_slices(inet: IntNetwork, offsets: dict[str, int], slice_of: np.
     cut_row = np.concatenate([np.asarray(tiling[name][0], np.int64) for name in names])
     slice_ptr = np.concatenate([[0], np.cumsum(n_cuts)])
     cut_slice = np.concatenate([np.asarray(tiling[name][1], np.int64) for name in names])
-    indptr = [p.weights.indptr for p in projs]
-    indices = [p.weights.indices for p in projs]
-    delays = [p.delays for p in projs]
-    count = len(projs)
-    n_rows = np.fromiter(map(len, indptr), dtype=np.int64, count=count) - 1
-    nnz = np.fromiter(map(len, indices), dtype=np.int64, count=count)
-    pre_off = np.fromiter((offsets[p.pre] for p in projs), dtype=np.int64, count=count)
-    post_pop = np.fromiter((pop_index[p.post] for p in projs), dtype=np.int64, count=count)
-    block_of = (np.cumsum(nnz) - nnz) // CHUNK_SYNAPSES
-    bounds = np.flatnonzero(np.r_[True, block_of[1:] != block_of[:-1], True])
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+    indptr, indices, delays, n_rows, nnz, pre_off = _projection_columns(projs, offsets)
+    post_pop = np.fromiter((pop_index[p.post] for p in projs), dtype=np.int64, count=len(projs))
+    for a, b in _synapse_block_ranges(nnz):
         if int(nnz[a:b].sum()) == 0:
             continue
         # Per (projection, slice boundary): the indptr value there (0 at the first, nnz at the last; only the
