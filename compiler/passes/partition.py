@@ -164,6 +164,12 @@ def _run_starts(n: int, first: np.ndarray, values: np.ndarray | None = None) -> 
     return new
 
 
+def _column_of(first: np.ndarray, n: int) -> np.ndarray:
+    """Column of each of n positions, columns starting at the sorted `first` (an empty column owns none):
+    searchsorted(first, arange(n), "right") - 1 in one linear pass."""
+    return np.repeat(np.arange(first.size, dtype=np.int64), np.diff(np.append(first, n)))
+
+
 def _segment_max(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Maximum of each segment [starts[i], starts[i] + sizes[i]) of a covering partition; 0 if empty."""
     out = np.zeros(starts.size, dtype=np.int64)
@@ -429,7 +435,7 @@ def _usage(graph: _Graph, table: _Table, target: Target, cut: _Cut, active: np.n
             row_col = col[starts]
         else:  # column order already groups rows: posts ascend within a column
             starts = np.flatnonzero(_run_starts(hi - lo, first, dst))
-            row_col = np.searchsorted(first, starts, side="right") - 1
+            row_col = _column_of(first, hi - lo)[starts]
         lengths = np.diff(np.append(starts, hi - lo))
         row_dst = dst[starts]
         row_proj = table.col_proj[c0 + row_col]
