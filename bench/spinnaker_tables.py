@@ -77,7 +77,7 @@ def _reference_events(inet, result) -> int:
 def one(name: str, net, given: np.ndarray | None, target_name: str, steps: int) -> dict:
     from neurocc.backends.spinnaker import emit
     from neurocc.compiler.errors import TargetError
-    from neurocc.compiler.passes.route import compress
+    from neurocc.compiler.passes.compress import compress
     from neurocc.compiler.pipeline import compile_network
     from neurocc.compiler.targets.target import Mesh, load_target
     from neurocc.runtime.executors.spinnaker import run

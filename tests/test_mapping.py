@@ -9,8 +9,9 @@ import pytest
 
 import neurocc
 from neurocc.compiler.ir import Role
+from neurocc.compiler.passes.compress import compress
 from neurocc.compiler.passes.partition import slice_usage
-from neurocc.compiler.passes.route import compress, deliver, lookup
+from neurocc.compiler.passes.route import deliver, lookup
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.mesh import N_LINKS
 from neurocc.compiler.targets.target import CoreBudget, Mesh, Router, load_target

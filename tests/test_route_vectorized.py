@@ -10,7 +10,8 @@ import pytest
 
 from neurocc.compiler.ir import Entry, make_projection
 from neurocc.compiler.passes import route_arrays, synapse_chunks
-from neurocc.compiler.passes.route import compress, compress_tables, lookup, route
+from neurocc.compiler.passes.compress import compress, compress_tables
+from neurocc.compiler.passes.route import lookup, route
 from neurocc.compiler.pipeline import compile_network
 from neurocc.compiler.targets.mesh import N_LINKS, opposite, path, step
 from neurocc.compiler.targets.target import Mesh, Router, load_target

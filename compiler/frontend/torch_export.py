@@ -17,8 +17,11 @@ Everything that depends on torch is imported inside the functions: `import neuro
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -207,10 +210,6 @@ def module_from_entry_point(entry: str) -> Any:
 
     `attr` is a module instance, or a callable taking no arguments that builds one (a factory, a class).
     """
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     where, sep, attr = entry.rpartition(":")
     if not sep or not where or not attr:
         raise InputError(f"entry point {entry!r} is not 'module:attr'. Fix: e.g. mypkg.nets:build or "
@@ -247,8 +246,6 @@ def module_from_entry_point(entry: str) -> Any:
 def sample_of(source: str) -> np.ndarray:
     """One time step of input with a batch axis, from an input shape ('20', '2,34,34') or a .npy/.npz file
     (its 'sample' array, or its only one; a first axis of time or batch is cut to one)."""
-    from pathlib import Path
-
     if Path(source).suffix in (".npy", ".npz"):
         try:
             data = np.load(source, allow_pickle=False)

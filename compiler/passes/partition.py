@@ -15,6 +15,11 @@ of all slices come from one pass over the table per candidate slicing, by segmen
 only Python loops left are over blocks of BLOCK_SYNAPSES synapses, over fitting rounds, over
 populations in the output-axon re-cut walk (each re-cut changes its sources' counts, in order), over
 conv populations (their channel-aligned cuts) and over the output slices themselves.
+
+Why one module of ~700 lines: fitting, usage counting and the output-axon re-cut all read the same
+private `_Graph`/`_Table`/`_Cut` arrays; split apart, those types would become a public API between
+modules that only this pass uses. `slice_usage` (the per-slice recount tests check against) lives here
+for the same reason.
 """
 
 from __future__ import annotations
