@@ -29,7 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/install.sh 
   $PIP install -q --upgrade pip
   # torch and onnx are optional for users; the suite tests from_torch and convert, so it installs them.
   # numpy<2 rides along: lava-nc needs it and a bare resolve of onnx/torch would pick numpy 2.
-  $PIP install -q -e ".[dev,torch,onnx]" "numpy>=1.24,<2"
+  $PIP install -q -e ".[dev,torch,onnx,parquet]" "numpy>=1.24,<2"
   # lava-nc 0.10.0 declares Requires-Python <3.11 but runs on 3.11 after one fix
   # (below). Install it without its pins and add its dependencies ourselves.
   $PIP install -q --no-deps --ignore-requires-python "lava-nc==0.10.0"
