@@ -19,6 +19,7 @@ from neurocc.compiler.passes import quantize as quantize_mod
 from neurocc.compiler.passes import segments
 from neurocc.compiler.passes.lower import lower
 from neurocc.compiler.passes.quantize import quantize
+from neurocc.compiler.passes.segments import scaled_data
 from neurocc.compiler.targets.target import load_target
 
 
@@ -92,26 +93,41 @@ def test_batching_does_not_change_a_bit(seed: int, target: str, monkeypatch: pyt
     batched = lower(net)
     batched_int = quantize(batched, tgt)
     assert len(batched_int.projections) > 20
-    monkeypatch.setattr(lower_mod, "ROWS_PER_BATCH", 1)
     monkeypatch.setattr(quantize_mod, "WEIGHTS_PER_BATCH", 1)
-    alone = lower(net)
-    _same(alone, batched)
-    _same(quantize(alone, tgt), batched_int)
+    _same(quantize(lower(net), tgt), batched_int)
 
 
 def test_a_shared_gain_repeated_per_synapse_equals_the_per_row_gains(monkeypatch: pytest.MonkeyPatch) -> None:
-    net = _network(3)
+    net, tgt = _network(3), load_target("loihi2")
     shared = lower(net)
+    assert any(isinstance(p.gain, float) for p in shared.projections)
     monkeypatch.setattr(lower_mod, "_shared_value", lambda gain: np.nan)  # every population per row
-    _same(lower(net), shared)
+    per_row = lower(net)
+    assert all(isinstance(p.gain, np.ndarray) for p in per_row.projections if "#" not in p.pre + p.post)
+    _same([p.weights for p in per_row.projections], [p.weights for p in shared.projections])
+    _same(quantize(per_row, tgt), quantize(shared, tgt))
 
 
-def test_lowered_projections_share_the_float_index_arrays() -> None:
+def test_a_batch_of_scaled_weights_is_each_projection_s_own_product() -> None:
+    lnet = lower(_network(3))
+    projs = lnet.projections
+    kinds = {type(p.gain) for p in projs}
+    assert kinds == {float, np.ndarray}  # the batch mixes one-gain and per-row projections
+    assert np.array_equal(scaled_data(projs), np.concatenate([p.scaled_data() for p in projs]))
+    for p in projs:
+        w = p.weights
+        assert np.array_equal(w.data, np.repeat(np.broadcast_to(p.gain, p.base.shape[0]), np.diff(w.indptr))
+                              * p.base.data)
+
+
+def test_lowered_projections_share_the_float_arrays() -> None:
+    """No per-synapse array is made by lower for a whole matrix: its base is the float network's."""
     net = _network(3)
+    datas = {id(p.weights.data) for p in net.projections}
     indptrs = {id(p.weights.indptr) for p in net.projections}
     lnet = lower(net)
     whole = [p for p in lnet.projections if "#" not in p.pre + p.post]
-    assert whole and all(id(p.weights.indptr) in indptrs for p in whole)
+    assert whole and all(id(p.base.data) in datas and id(p.base.indptr) in indptrs for p in whole)
 
 
 def test_first_error_in_projection_order_is_raised() -> None:

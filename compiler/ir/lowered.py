@@ -36,15 +36,34 @@ class LoweredPopulation:
 
 @dataclass
 class LoweredProjection:
+    """Weights in threshold units are `base` with row i scaled by the post neuron's `gain` (one float
+    for every row, or one per row). The product is not stored: at 100M synapses it is 800 MB, and
+    quantize only needs it a batch at a time (`scaled_data`)."""
+
     pre: str
     post: str
-    weights: sp.csr_array  # float, threshold units
-    delays: np.ndarray  # aligned with weights.data
+    base: sp.csr_array  # float weights before the post neurons' gains (shared with the float network)
+    delays: np.ndarray  # aligned with base.data
     conv: Conv | None = None  # the shared kernel (integer mantissas in the IntNetwork); weights == unrolled
+    gain: float | np.ndarray = 1.0  # per post neuron (row): float, or an array of base.shape[0]
 
     @property
     def n_synapses(self) -> int:
-        return int(self.weights.nnz)
+        return int(self.base.nnz)
+
+    @property
+    def weights(self) -> sp.csr_array:
+        """The float weights in threshold units (built on each access; base's index arrays, shared)."""
+        b = self.base
+        return sp.csr_array((self.scaled_data(), b.indices, b.indptr), shape=b.shape, copy=False)
+
+    def scaled_data(self) -> np.ndarray:
+        """weights.data: per synapse, its row's gain times its base weight (base.data itself when gain is
+        1.0: 1.0 x w is w, bit for bit). compiler/passes/segments.scaled_data does a batch of projections."""
+        data = self.base.data
+        if isinstance(self.gain, float):
+            return data if self.gain == 1.0 and data.dtype == np.float64 else self.gain * data
+        return np.repeat(self.gain, np.diff(self.base.indptr)) * data
 
 
 @dataclass

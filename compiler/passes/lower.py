@@ -27,7 +27,7 @@ from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Ne
 from ..ir.conv import Conv
 from ..neuron import coefficients
 from . import segments
-from .segments import batches, concat, csr, paused_gc, row_lengths, split
+from .segments import paused_gc
 
 DECAY_RESOLUTION = 4096  # split decays that differ at the 12-bit level (Lava decay_shift = 12)
 MAX_SPLITS = 64
@@ -102,21 +102,30 @@ def _median(values: np.ndarray) -> float:
 
 def _lowered_projections(net: Network, pops: dict[str, LoweredPopulation], source_pops: dict[str, list[str]],
                          row_gain: dict[str, np.ndarray], notes: list[str]) -> list[LoweredProjection]:
-    """Every projection in threshold units, per pair of lowered populations (notes appended)."""
-    scaled, counts = _scaled_weights(net.projections, row_gain)
+    """Every projection in threshold units, per pair of lowered populations (notes appended).
+
+    A whole matrix keeps the float network's arrays and carries its post neurons' gains (one float
+    when they share one, bit for bit): the scaled weights are made a batch at a time by quantize."""
     size = {name: lp.size for name, lp in pops.items()}
+    shared = {post: _shared_value(gain) for post, gain in row_gain.items()}
     projections: list[LoweredProjection] = []
-    for proj, data, n in zip(net.projections, scaled, counts, strict=True):  # one object each: the IR's form
-        w = proj.weights  # read only: lowered projections share its index arrays (memory at 100M synapses)
+    for proj in net.projections:  # one object each: the IR's form
+        w = proj.weights  # read only: lowered projections share its arrays (memory at 100M synapses)
+        gain = row_gain[proj.post]
+        if w.shape[0] != gain.size:
+            raise ValueError(f"projection {proj.pre!r} -> {proj.post!r}: {w.shape[0]} weight rows for "
+                             f"{gain.size} neurons of {proj.post!r}")
         pres, posts = source_pops[proj.pre], source_pops[proj.post]
         single = len(pres) == 1 and len(posts) == 1
         if single and w.shape == (size[posts[0]], size[pres[0]]):
-            if n:  # the whole matrix: shared indices, new data; what _submatrix returns, without its checks
+            if segments.nnz(w):
                 conv = None if proj.conv is None else _lowered_conv(proj, row_gain, notes, shareable=True)
-                projections.append(LoweredProjection(pres[0], posts[0], csr(data, w.indices, w.indptr, w.shape),
-                                                     proj.delays, conv))
+                one = shared[proj.post]
+                projections.append(LoweredProjection(pres[0], posts[0], w, proj.delays, conv,
+                                                     gain if math.isnan(one) else one))
             continue
         # Split populations (heterogeneous decays: rare, small networks): one block per pair of parts.
+        data = LoweredProjection(proj.pre, proj.post, w, proj.delays, gain=gain).scaled_data()
         for pre_name in pres:
             for post_name in posts:
                 sub, sub_delays = _submatrix(w, data, proj.delays, pops[post_name].index, pops[pre_name].index)
@@ -124,43 +133,6 @@ def _lowered_projections(net: Network, pops: dict[str, LoweredPopulation], sourc
                     conv = _lowered_conv(proj, row_gain, notes, shareable=single)
                     projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays, conv))
     return projections
-
-
-ROWS_PER_BATCH = 1 << 20  # rows + synapses concatenated at once: temporaries of ~10-30 MB
-
-
-def _scaled_weights(projs: list[Projection], row_gain: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
-    """Every projection's weights times its post neurons' gains, per synapse in CSR order (the same
-    float product per synapse as np.repeat(gain, np.diff(indptr)) * data); and the synapse counts.
-
-    Array-at-a-time: a batch of projections' gains and weights are concatenated, the gains repeated
-    to synapses and multiplied in one go, the result split back into per-projection views. A post
-    population whose neurons share one gain (bit for bit) repeats it per synapse directly; otherwise
-    the gains go per row, which costs a pass over every row of the batch's matrices."""
-    mats = [p.weights for p in projs]
-    gains = [row_gain[p.post] for p in projs]
-    rows = np.fromiter((w.shape[0] for w in mats), np.int64, len(mats))
-    wrong = np.flatnonzero(rows != np.fromiter(map(len, gains), np.int64, len(gains)))
-    if wrong.size:  # concatenated, a wrong row count would shift every later projection's gains
-        p = projs[wrong[0]]
-        raise ValueError(f"projection {p.pre!r} -> {p.post!r}: {p.weights.shape[0]} weight rows for "
-                         f"{len(gains[wrong[0]])} neurons of {p.post!r}")
-    nnz = np.fromiter(map(segments.nnz, mats), np.int64, len(mats))
-    shared = {post: _shared_value(gain) for post, gain in row_gain.items()}
-    one = np.array([shared[p.post] for p in projs], np.float64)  # NaN: the gains differ
-    per_row = np.isnan(one)
-    out: list[np.ndarray] = [np.empty(0)] * len(projs)
-    for members, sizes in ((np.flatnonzero(~per_row), nnz), (np.flatnonzero(per_row), nnz + rows)):
-        for a, b in batches(sizes[members], ROWS_PER_BATCH):
-            ks = members[a:b]
-            if per_row[ks[0]]:
-                data = np.repeat(concat([gains[k] for k in ks]), row_lengths([mats[k].indptr for k in ks]))
-            else:
-                data = np.repeat(one[ks], nnz[ks])
-            data *= concat([mats[k].data for k in ks])  # in place: one float array per synapse, not two
-            for k, d in zip(ks.tolist(), split(data, nnz[ks]), strict=True):
-                out[k] = d
-    return out, nnz.tolist()
 
 
 def _shared_value(values: np.ndarray) -> float:

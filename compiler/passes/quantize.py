@@ -29,7 +29,18 @@ from ..ir import (
 )
 from ..targets.target import NumericFormat, Target
 from . import segments
-from .segments import batches, concat, csr, offsets, paused_gc, segment_count, segment_max, segment_min, split
+from .segments import (
+    batches,
+    concat,
+    csr,
+    offsets,
+    paused_gc,
+    scaled_data,
+    segment_count,
+    segment_max,
+    segment_min,
+    split,
+)
 
 HEADROOM_BITS = 3  # the threshold sits 8x below the state limit: room for input before v clips
 
@@ -196,12 +207,12 @@ class _Stats:
     @classmethod
     def of(cls, projs: list[LoweredProjection]) -> _Stats:
         n = len(projs)
-        nnz = np.fromiter((segments.nnz(p.weights) for p in projs), np.int64, n)
+        nnz = np.fromiter((segments.nnz(p.base) for p in projs), np.int64, n)
         n_delays = np.fromiter((p.delays.size for p in projs), np.int64, n)
         w_min, w_max = np.zeros(n), np.zeros(n)
         d_min, d_max = np.zeros(n, np.int64), np.zeros(n, np.int64)
         for a, b in batches(np.maximum(nnz, n_delays), WEIGHTS_PER_BATCH):
-            data = concat([p.weights.data for p in projs[a:b]])
+            data = scaled_data(projs[a:b])
             w_min[a:b], w_max[a:b] = segment_min(data, nnz[a:b]), segment_max(data, nnz[a:b])
             delays = concat([p.delays for p in projs[a:b]])
             d_min[a:b], d_max[a:b] = segment_min(delays, n_delays[a:b]), segment_max(delays, n_delays[a:b])
@@ -294,28 +305,24 @@ def _compact_delays(projs: list[LoweredProjection], stats: _Stats) -> list[np.nd
     return out
 
 
-_F64 = np.dtype(np.float64)
-
-
 def _weights(projs: list[LoweredProjection], delays: list[np.ndarray], nnz: np.ndarray, todo: np.ndarray,
              scale: np.ndarray, exp: np.ndarray, mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat
              ) -> list[tuple[sp.csr_array, np.ndarray, str] | None]:
     """Per projection: (integer weights, their delays, sign mode), or None outside `todo` or when no
     synapse keeps a mantissa; synapses whose mantissa is 0 are dropped.
 
-    Mantissas a batch at a time: per-synapse factors for a batch of float64 weights; a projection
-    alone (large, or of another dtype) gets scalars, exactly the single-array arithmetic."""
+    Mantissas a batch at a time: per-synapse factors for a batch of projections' scaled weights; a
+    projection alone (larger than a batch) gets scalars, the same arithmetic per synapse."""
     dtype = mantissa_dtype(fmt)
     half = np.where(mixed, 2.0, 1.0)
     low = np.where(mixed, -(fmt.weight_max + 1), -m_max).astype(np.float64)
     high = m_max.astype(np.float64)
     pow2 = np.ldexp(1.0, exp)
     idx = np.flatnonzero(todo)
-    alone = np.fromiter((projs[k].weights.data.dtype is not _F64 for k in idx.tolist()), bool, idx.size)
     out: list[tuple[sp.csr_array, np.ndarray, str] | None] = [None] * len(projs)
-    for a, b in batches(nnz[idx], WEIGHTS_PER_BATCH, alone):
+    for a, b in batches(nnz[idx], WEIGHTS_PER_BATCH):
         ks, sizes = idx[a:b], nnz[idx[a:b]]
-        data = concat([projs[k].weights.data for k in ks.tolist()])
+        data = scaled_data([projs[k] for k in ks.tolist()])
         if b - a == 1:
             k = int(ks[0])
             factors = (float(scale[k]), float(pow2[k]), float(half[k]), float(low[k]), float(high[k]))
@@ -331,7 +338,7 @@ def _weights(projs: list[LoweredProjection], delays: list[np.ndarray], nnz: np.n
         whole, some = (n_kept == sizes).tolist(), (n_kept > 0).tolist()
         parts, bounds = split(mant, sizes), starts.tolist()
         for j, k in enumerate(ks.tolist()):
-            lw = projs[k].weights
+            lw = projs[k].base
             if whole[j]:  # index arrays (and delays) shared with the lowered (and float) network, not copied
                 out[k] = (csr(parts[j], lw.indices, lw.indptr, lw.shape), delays[k], MODES[modes[j]])
             elif some[j]:
