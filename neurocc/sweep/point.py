@@ -1,0 +1,145 @@
+"""One sweep point: compile, replay the input over the placement, measure quantization; one flat row.
+
+The row's metric columns (COLUMNS) are fixed, so every row of a sweep has the same ones, error rows
+included (None there). Definitions:
+
+* cores: (chip, core) pairs the mapping uses (spike sources and delay extensions included: they take a
+  core); a one-CPU target (Cortex-M) counts 1. chips: chips used (1 on one CPU).
+* routing_entries: router entries after compression, summed over chips; routing_entries_max_chip: the
+  fullest chip's count. Both 0 on one CPU (no router).
+* bottleneck_step_s: mean time per step of the slowest core (on one CPU: of the CPU, which runs every
+  slice in turn); worst_latency_s: the longest spike's hops and send time (runtime/placement_sim.py).
+* energy_per_inference_j: the whole input recording counts as one inference; energy.<component>_j its
+  breakdown (synaptic, neuron, spike, links, dropped; dropped is 0.0 without over-delivery).
+* link_load_max_packets: packets over the busiest link in the whole recording; link_load_total_packets:
+  summed over links (one packet crossing 3 links counts 3). dropped_packets: over-delivered packets.
+* spike_agreement: equal (step, neuron) cells of the float (hardware timing) and integer runs over every
+  spiking population, as a fraction of all of them; argmax_agree: every output's winner agrees.
+* compile_s: wall time of the target's pass list (not the input's float rate run, nor the simulations).
+* peak_mem_mb: tracemalloc's peak of traced allocations (Python objects and numpy buffers, which numpy
+  reports to tracemalloc) during the point, above what was allocated when it started. Unlike the
+  process's ru_maxrss, which only grows, this is per point inside a long-lived Dask worker. It is
+  process-wide, so it is the point's own only when one point runs per worker process at a time.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+from ..compiler.errors import NeuroccError
+from ..compiler.ir import Mapping, Network
+from ..compiler.pipeline import compile_network
+from ..runtime.placement_sim import PlacementReport, simulate_placement
+from ..runtime.report import argmax_agree, gather, output_scores
+from ..runtime.simulator import simulate_float, simulate_int
+from .spec import Point, build_input, build_network, build_target
+
+MEASUREMENT_COLUMNS = ("compile_s", "peak_mem_mb")  # the only columns allowed to differ run to run
+ENERGY_COMPONENTS = ("synaptic", "neuron", "spike", "links", "dropped")
+COLUMNS = (
+    "cores", "chips", "routing_entries", "routing_entries_max_chip", "steps", "bottleneck_step_s",
+    "worst_latency_s", "energy_per_inference_j", *(f"energy.{c}_j" for c in ENERGY_COMPONENTS),
+    "link_load_max_packets", "link_load_total_packets", "dropped_packets", "spike_agreement", "argmax_agree",
+    *MEASUREMENT_COLUMNS,
+)
+
+
+def _head(point: Point) -> dict[str, Any]:
+    row: dict[str, Any] = {"point_id": point.point_id, "network": point.network.get("label"),
+                           "target": point.target, "status": "ok", "error": None}
+    row.update({f"params.{k}": v for k, v in point.params.items()})
+    row.update(dict.fromkeys(COLUMNS))
+    return row
+
+
+def _placement(mapping: Mapping, raster: Any, window: int | None, int_run: Any) -> PlacementReport:
+    if window is None:
+        return simulate_placement(mapping, result=int_run)
+    from ..runtime.placement_window import simulate_placement_windowed  # H-window's module, loaded on use
+
+    return simulate_placement_windowed(mapping, raster, window)
+
+
+def _agreement(net: Network, mapping: Mapping, raster: Any, int_run: Any) -> tuple[float | None, bool]:
+    """Float (hardware timing) vs integer spikes, pooled over spiking populations; output argmax."""
+    inet = mapping.network
+    f = simulate_float(net, raster, latency="hardware")
+    equal = cells = 0
+    for name, pop in net.populations.items():
+        if pop.kind == "input" or not pop.spiking:
+            continue
+        i = gather(inet, int_run, name, pop.size)
+        equal += int((f.spikes[name] == i).sum())
+        cells += i.size
+    fs, is_ = output_scores(net, inet, f, integer=False), output_scores(net, inet, int_run, integer=True)
+    return (equal / cells if cells else None), all(argmax_agree(fs[k], is_[k]) for k in fs)
+
+
+def _metrics(mapping: Mapping, report: PlacementReport) -> dict[str, Any]:
+    one_cpu = bool(report.extra.get("one_cpu"))
+    routing = mapping.routing
+    per_link = [float(v.sum()) for v in report.links.values()]
+    bottleneck = float(report.step_time_s.mean()) if one_cpu else float(report.bottleneck.get("time_per_step_s", 0.0))
+    row = {
+        "cores": 1 if one_cpu else len({(s.chip, s.core) for s in mapping.slices}),
+        "chips": 1 if one_cpu else int(report.chips_used),
+        "routing_entries": routing.entries_after() if routing is not None else 0,
+        "routing_entries_max_chip": max((len(t) for t in routing.compressed.values()), default=0)
+        if routing is not None else 0,
+        "steps": int(report.steps),
+        "bottleneck_step_s": bottleneck,
+        "worst_latency_s": float(report.max_latency_s),
+        "energy_per_inference_j": float(report.energy_j),
+        "link_load_max_packets": int(max(per_link, default=0.0)),
+        "link_load_total_packets": int(sum(per_link)),
+        "dropped_packets": int(report.extra.get("dropped_packets", 0)),
+    }
+    row.update({f"energy.{c}_j": float(report.energy_breakdown_j.get(c, 0.0)) for c in ENERGY_COMPONENTS})
+    return row
+
+
+def _rates(net: Network, raster: Any) -> dict[str, np.ndarray]:
+    """Per-neuron spike rates of a float run, as neurocc.compile(inputs=...) weighs placement."""
+    run = simulate_float(net, raster, record=False)
+    return {name: s.mean(axis=0) for name, s in run.spikes.items()}
+
+
+def _run(point: Point, row: dict[str, Any]) -> None:
+    target = build_target(point)
+    net = build_network(point)
+    raster = build_input(point, net)
+    rates = _rates(net, raster) if point.options.get("rates", "input") == "input" else None
+    start = time.perf_counter()
+    try:
+        mapping = compile_network(net, target, progress=False, rates=rates, seed=int(point.options.get("seed", 0)))
+    finally:
+        row["compile_s"] = time.perf_counter() - start
+    int_run = simulate_int(mapping.network, raster)  # recorded: the readout's membrane scores argmax
+    report = _placement(mapping, raster, point.window, int_run)
+    row.update(_metrics(mapping, report))
+    row["spike_agreement"], row["argmax_agree"] = _agreement(net, mapping, raster, int_run)
+
+
+def run_point(point: Point) -> dict[str, Any]:
+    """One flat row of scalars. A NeuroccError (the network does not fit, a bad file) becomes the row's
+    status="error" and error="ClassName: message"; any other exception is a bug and propagates."""
+    row = _head(point)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        _run(point, row)
+    except NeuroccError as exc:
+        row.update(dict.fromkeys(c for c in COLUMNS if c != "compile_s"))
+        row["status"], row["error"] = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        row["peak_mem_mb"] = max(0, tracemalloc.get_traced_memory()[1] - base) / 2**20
+        if not was_tracing:
+            tracemalloc.stop()
+    return row
