@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import sweep  # the package, callable: neurocc.sweep(spec, client=None) -> DataFrame
 from .api import QuantizationReport, VerifyReport, compile, quantization_report, verify  # noqa: E402
 from .compiler.errors import (
     ArtifactError,
@@ -31,6 +32,7 @@ __all__ = [
     "UnsupportedNodeError", "VerificationError", "load", "save", "simulate", "simulate_float",
     "simulate_int", "compile", "verify", "quantization_report", "QuantizationReport", "VerifyReport",
     "convert", "from_torch", "ConversionError", "CalibrationError", "NonFiniteError", "UnsupportedLayerError",
+    "sweep",
 ]
 
 
