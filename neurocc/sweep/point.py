@@ -16,16 +16,18 @@ included (None there). Definitions:
 * spike_agreement: equal (step, neuron) cells of the float (hardware timing) and integer runs over every
   spiking population, as a fraction of all of them; argmax_agree: every output's winner agrees.
 * compile_s: wall time of the target's pass list (not the input's float rate run, nor the simulations).
-* peak_mem_mb: tracemalloc's peak of traced allocations (Python objects and numpy buffers, which numpy
-  reports to tracemalloc) during the point, above what was allocated when it started. Unlike the
-  process's ru_maxrss, which only grows, this is per point inside a long-lived Dask worker. It is
-  process-wide, so it is the point's own only when one point runs per worker process at a time.
+* peak_mem_mb: the process's peak resident memory during the point above its resident memory when the
+  point started, sampled every 5 ms by a thread (psutil, which distributed depends on). Unlike the
+  process's ru_maxrss, which only grows, this is per point inside a long-lived Dask worker; it is the
+  point's own when one point runs per worker process at a time. tracemalloc would count Python
+  allocations exactly but slowed points about 1.5x, compile_s included; a warm worker that keeps freed
+  heap pages may under-count small allocations (numpy's large arrays are mmapped and returned).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -124,22 +126,44 @@ def _run(point: Point, row: dict[str, Any]) -> None:
     row["spike_agreement"], row["argmax_agree"] = _agreement(net, mapping, raster, int_run)
 
 
+class _PeakRSS:
+    """Peak resident memory above the starting one, sampled by a daemon thread while the block runs."""
+
+    INTERVAL_S = 0.005
+
+    def __enter__(self) -> _PeakRSS:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.base = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="neurocc-peak-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
 def run_point(point: Point) -> dict[str, Any]:
     """One flat row of scalars. A NeuroccError (the network does not fit, a bad file) becomes the row's
     status="error" and error="ClassName: message"; any other exception is a bug and propagates."""
     row = _head(point)
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    try:
-        _run(point, row)
-    except NeuroccError as exc:
-        row.update(dict.fromkeys(c for c in COLUMNS if c != "compile_s"))
-        row["status"], row["error"] = "error", f"{type(exc).__name__}: {exc}"
-    finally:
-        row["peak_mem_mb"] = max(0, tracemalloc.get_traced_memory()[1] - base) / 2**20
-        if not was_tracing:
-            tracemalloc.stop()
+    with _PeakRSS() as mem:
+        try:
+            _run(point, row)
+        except NeuroccError as exc:
+            row.update(dict.fromkeys(c for c in COLUMNS if c != "compile_s"))
+            row["status"], row["error"] = "error", f"{type(exc).__name__}: {exc}"
+    row["peak_mem_mb"] = mem.mb
     return row
