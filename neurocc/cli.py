@@ -236,6 +236,28 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep.run import sweep
+
+    if args.workers is not None and (args.scheduler or args.serial):
+        raise NeuroccError("--workers sizes the embedded LocalCluster; with --scheduler the cluster has its own "
+                           "workers and --serial runs in this process. Fix: drop --workers")
+    df = sweep(args.spec, out_dir=args.output, scheduler=args.scheduler, workers=args.workers, serial=args.serial,
+               window=args.window, progress=False if args.quiet else None)
+    from .sweep.table import summary_text, write_table  # after the run: its import never delays an error
+
+    print(f"{len(df)} points: {df.attrs['executed']} run now, {df.attrs['reused']} already in {args.output}"
+          + (f"; {df.attrs['failed']} crashed (not stored: a rerun tries them again)" if df.attrs["failed"] else ""))
+    print(summary_text(df))
+    print(f"wrote {write_table(df, args.output)}")
+    if args.plot:
+        from .sweep.plots import plot_sweep
+
+        for path in plot_sweep(df, args.output):
+            print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neurocc", description="Compile spiking neural networks from NIR.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -334,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--framework", choices=["snntorch", "norse"], help="default: detected from the layers")
     sp.add_argument("-o", "--output", required=True, help="the .nir to write")
     sp.set_defaults(func=cmd_from_torch)
+
+    sp = sub.add_parser("sweep", help="design-space sweep: every point of a spec compiled and placed, as Dask tasks")
+    sp.add_argument("spec", help="sweep spec .toml (networks x targets x overrides x options; docs/sweeps.md)")
+    sp.add_argument("-o", "--output", required=True,
+                    help="results directory: one file per finished point (a rerun resumes), the table, plots")
+    sp.add_argument("--scheduler", help="tcp://host:port of an existing Dask scheduler (default: an embedded "
+                                        "LocalCluster on this machine)")
+    sp.add_argument("--workers", type=int, help="worker processes of the embedded cluster (default: usable CPUs)")
+    sp.add_argument("--window", type=int, help="steps per placement window for every point (overrides the spec)")
+    sp.add_argument("--plot", action="store_true", help="Pareto fronts and parameter heatmaps into the output dir")
+    sp.add_argument("--serial", action="store_true", help="run the points one by one in this process, no Dask")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_sweep)
 
     sp = sub.add_parser("targets", help="shipped targets and their budgets")
     sp.set_defaults(func=cmd_targets)

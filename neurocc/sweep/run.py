@@ -167,6 +167,8 @@ def sweep(spec: Spec | dict[str, Any] | str | Path, client: Any = None, out_dir:
         raise NeuroccError("sweep: give at most one of client, scheduler and serial=True")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise NeuroccError(f"sweep: workers = {workers!r} must be an integer >= 1. Fix: e.g. --workers 2")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise NeuroccError(f"sweep: window = {window!r} must be a number of steps >= 1. Fix: e.g. --window 100")
     points = [with_window(p, window) for p in spec.points] if window is not None else list(spec.points)
     own = None
     if scheduler is not None:

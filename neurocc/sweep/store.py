@@ -91,7 +91,8 @@ class Store:
 
     def save(self, point_id: str, row: dict[str, Any]) -> Path:
         path = self.path_of(point_id)
-        _atomic_write(path, json.dumps({"format": FORMAT, "point_id": point_id, "row": row}, sort_keys=True))
+        # keys unsorted: a reloaded row keeps run_point's column order
+        _atomic_write(path, json.dumps({"format": FORMAT, "point_id": point_id, "row": row}))
         return path
 
     def save_spec(self, spec: Any) -> Path:
