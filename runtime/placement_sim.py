@@ -133,6 +133,38 @@ def _stage_neurons(inet: IntNetwork, population: str, start: int, stop: int, sta
     return need
 
 
+@dataclass
+class PlacementCounts:
+    """The exact counts a replay finds, per step: everything a PlacementReport is computed from.
+
+    runtime/placement_window.py concatenates the counts of time windows and reports them as one run's.
+    """
+
+    steps: int
+    events: np.ndarray  # [T, slices] synaptic events landing on each slice (conv events included)
+    conv_events: np.ndarray  # [T, slices] the part of `events` that conv kernels deliver
+    dropped: np.ndarray  # [T, slices] over-delivered packets each core drops
+    spikes: dict[int, np.ndarray]  # slice -> [T] spikes it emits per step (int64)
+    links: dict[tuple[tuple[int, int], int], np.ndarray]  # (chip, link) -> packets per step [T]
+    hop_total: float  # link crossings of all packets (integer-valued)
+    packets_total: float  # packets sent by all emitters (integer-valued)
+    max_hops: int  # deepest destination of an emitter that sent anything
+
+
+def _slots(mapping: Mapping) -> int:
+    # Delays at or beyond a core's slots are re-sent by delay extensions; one CPU's rings hold them all.
+    target = mapping.target
+    return target.core.delay_slots if target.core is not None else target.format.max_delay + 1
+
+
+def delay_context(mapping: Mapping) -> int:
+    """How many steps before a step its events and packets can come from: delay extensions re-send a
+    spike stage x slots steps late (0 when every delay fits a core's slots)."""
+    slots = _slots(mapping)
+    return max((int(p.delays.max()) // slots * slots for p in mapping.network.projections
+                if p.conv is None and p.delays.size), default=0)
+
+
 def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, result: SimResult | None = None
                        ) -> PlacementReport:
     """Replay a reference run (given, or computed from `raster`) over the mapping."""
@@ -140,18 +172,25 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
         if raster is None:
             raise ValueError("simulate_placement needs a raster or a reference result")
         result = simulate_int(mapping.network, raster, record=False)
-    inet, target = mapping.network, mapping.target
+    return report_from_counts(mapping, replay_counts(mapping, result))
+
+
+def replay_counts(mapping: Mapping, result: SimResult, context: int = 0) -> PlacementCounts:
+    """The per-step counts of a reference run over the mapping.
+
+    The first `context` steps of `result` are history only (at least `delay_context(mapping)` steps of a
+    time window's past, or zeros before step 0): their spikes land, late, in the steps after them, which
+    are the ones counted.
+    """
+    inet = mapping.network
     routing: Routing | None = mapping.routing  # None on one CPU: no packets leave it
-    usage = mapping.usage
-    cost = target.cost
-    # Delays at or beyond a core's slots are re-sent by delay extensions; one CPU's rings hold them all.
-    slots = target.core.delay_slots if target.core is not None else target.format.max_delay + 1
-    steps = result.steps
+    slots = _slots(mapping)
+    steps = result.steps - context
     slices = mapping.slices
     spikes = {k: result.spikes[s.population][:, s.start:s.stop].astype(np.int64) for k, s in enumerate(slices)}
     per_step_spikes = {k: v.sum(axis=1) for k, v in spikes.items()}
-    events = np.zeros((steps, len(slices)))
-    conv_events = np.zeros((steps, len(slices)))  # the part of `events` that conv kernels deliver
+    events = np.zeros((result.steps, len(slices)))
+    conv_events = np.zeros((result.steps, len(slices)))  # the part of `events` that conv kernels deliver
     # Synaptic events: a spike of neuron j at stage s lands on every synapse from j with
     # delay // slots == s in the destination slice, s x slots steps later.
     neuron_slices: dict[str, list[int]] = {}
@@ -163,7 +202,9 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
             dst_ks = neuron_slices[proj.post]
             stops = np.asarray([slices[k].stop for k in dst_ks])
             scatter = ConvEvents(proj.conv)
-            for t, pre in enumerate(result.spikes[proj.pre]):
+            pre_all = result.spikes[proj.pre]
+            for t in range(context, pre_all.shape[0]):  # history steps land no conv events in the window
+                pre = pre_all[t]
                 if pre.any():
                     dst = np.searchsorted(stops, scatter.event_targets(pre), side="right")
                     conv_events[t, dst_ks] += np.bincount(dst, minlength=len(dst_ks))
@@ -181,6 +222,7 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
             landed = _shift(np.asarray(pre_spikes @ counts), int(st) * slots)
             events[:, dst_ks] += landed
     events += conv_events
+    events, conv_events = events[context:], conv_events[context:]
     links: dict[tuple[tuple[int, int], int], np.ndarray] = {}
     hop_total = 0.0
     packets_total = 0.0
@@ -198,6 +240,7 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
             sent = _shift(per_stage, em.stage * slots).astype(float)
         else:
             sent = per_step_spikes[em.slice_index].astype(float)
+        sent = sent[context:]
         tree_links = _tree_links(tree)
         for key in tree_links:
             links[key] = links.get(key, np.zeros(steps)) + sent
@@ -208,6 +251,16 @@ def simulate_placement(mapping: Mapping, raster: np.ndarray | None = None, resul
         packets_total += sent.sum()
         for d in em.over_delivered:  # over-delivery: these cores receive the packet and drop it
             dropped[:, d] += sent
+    return PlacementCounts(steps, events, conv_events, dropped, {k: v[context:] for k, v in per_step_spikes.items()},
+                           links, hop_total, packets_total, max_hops)
+
+
+def report_from_counts(mapping: Mapping, counts: PlacementCounts) -> PlacementReport:
+    """Per-core load, step time, energy, hops and latency from a replay's counts."""
+    target, slices, usage, cost = mapping.target, mapping.slices, mapping.usage, mapping.target.cost
+    steps, events, conv_events, dropped = counts.steps, counts.events, counts.conv_events, counts.dropped
+    per_step_spikes, links = counts.spikes, counts.links
+    hop_total, packets_total, max_hops = counts.hop_total, counts.packets_total, counts.max_hops
     cores = []
     step_time = np.zeros(steps)
     # A "single" mesh is one CPU (an MCU) that runs every slice in turn: its step takes the sum.

@@ -22,6 +22,20 @@ from .synapses import EventProjection
 
 
 @dataclass
+class IntState:
+    """The integer run's whole state between two steps: continuing from it is exactly the longer run.
+
+    u, v: [n] int64 current and voltage of every LIF neuron (the non-input populations in network order,
+    concatenated). ring: [slots, n] int64 input current already sent, row r arriving r steps after the
+    state's step (spikes in flight through synaptic delays). The synapses and neurons hold nothing else.
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+    ring: np.ndarray
+
+
+@dataclass
 class SimResult:
     """Per population: spikes [T, n] (bool), and state traces [T, n] where the kind has them."""
 
@@ -29,6 +43,7 @@ class SimResult:
     v: dict[str, np.ndarray] = field(default_factory=dict)
     i: dict[str, np.ndarray] = field(default_factory=dict)
     steps: int = 0
+    state: IntState | None = None  # simulate_int(return_state=True): the state after the last step
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         out = {f"{k}.spikes": s for k, s in self.spikes.items()}
@@ -199,12 +214,15 @@ def integer_inputs(inet, raster) -> dict[str, np.ndarray]:
     return out
 
 
-def simulate_int(inet, raster, record: bool = True, unrolled: bool = False) -> SimResult:
+def simulate_int(inet, raster, record: bool = True, unrolled: bool = False, state: IntState | None = None,
+                 return_state: bool = False) -> SimResult:
     """Bit-exact integer CUBA-LIF (Lava's PyLifModelBitAcc + Dense/DelayDense bit-accurate models).
 
     Each projection adds one step of latency; a spike with delay d sent at t arrives at t+1+d.
     Every LIF neuron of every population updates in one vectorised pass per step (all their input
     was sent in earlier steps), so the per-step cost does not grow with the number of populations.
+    `state` continues an earlier run (its `return_state=True` result's `.state`) instead of starting at
+    rest: a run split into pieces this way equals the whole run step for step (runtime/placement_window.py).
     """
     inputs = integer_inputs(inet, raster)
     steps = next(iter(inputs.values())).shape[0]
@@ -226,6 +244,12 @@ def simulate_int(inet, raster, record: bool = True, unrolled: bool = False) -> S
     buf = np.zeros((slots, n_total), np.int64)
     u = np.zeros(n_total, np.int64)
     v = np.zeros(n_total, np.int64)
+    if state is not None:
+        if state.u.shape != u.shape or state.v.shape != v.shape or state.ring.shape != buf.shape:
+            raise InputError(f"the state to continue from holds {state.u.shape[0]} neurons and a ring of "
+                             f"{list(state.ring.shape)}; this network needs {n_total} and {list(buf.shape)}. "
+                             "Fix: pass the state a run of this same network returned")
+        u, v, buf = state.u.astype(np.int64), state.v.astype(np.int64), state.ring.astype(np.int64)
     outgoing: dict[str, list[tuple[int, int, EventProjection | ConvEvents]]] = {n: [] for n in inet.populations}
     for proj in inet.projections:
         post = inet.populations[proj.post]
@@ -266,6 +290,8 @@ def simulate_int(inet, raster, record: bool = True, unrolled: bool = False) -> S
                     idx = (t + 1 + np.arange(ev.n_delays)) % slots
                     buf[idx, post_off:post_off + n_post] += acc
     res = SimResult({}, steps=steps)
+    if return_state:  # rotate the ring so row 0 is the next step's arrivals
+        res.state = IntState(u.copy(), v.copy(), np.roll(buf, -(steps % slots), axis=0))
     for name in inet.inputs:
         res.spikes[name] = inputs[name] != 0
     for name in lifs:
