@@ -9,7 +9,7 @@ import pytest
 
 from neurocc.compiler.errors import NeuroccError
 from neurocc.sweep import spec as spec_mod
-from neurocc.sweep.spec import Point, SweepSpecError, build_input, build_network, build_target, parse_spec
+from neurocc.sweep.spec import Point, SweepSpecError, build_input, build_network, build_target, parse_spec, point_id
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "neurocc" / "examples"
 
@@ -125,6 +125,8 @@ def test_point_ids_stable_distinct_and_kept_when_a_sweep_grows() -> None:
     assert [p.point_id for p in a] == [p.point_id for p in b]
     assert len({p.point_id for p in a}) == len(a) == 2
     assert all(len(p.point_id) == 16 and int(p.point_id, 16) >= 0 for p in a)
+    p = a[0]
+    assert p.point_id == point_id(p.network, p.target, p.overrides, p.options, p.input, p.window)
     grown = parse_spec(_tiny(targets=["spinnaker2", "loihi2"], overrides={"core.neurons": [32, 64, 128]})).points
     assert {p.point_id for p in a} <= {p.point_id for p in grown}
 
@@ -180,6 +182,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"networks": [{"workload": "shd_delay_graph", "input": {"rate": 2.0}}]}, "input.rate = 2.0 must be"),
     ({"networks": [{"workload": "shd_delay_graph", "input": {"steps": 5, "hz": 3}}]}, "unknown field(s) ['hz']"),
     ({"points": [{"network": "other", "target": "loihi2"}]}, "network 'other' is no label of `networks`"),
+    ({"networks": [{"workload": "shd_delay_graph"}, {"workload": "shd_delay_graph", "params": {"seed": 1}}]},
+     "two networks are labelled 'shd_delay_graph'. Fix: give each its own `label`"),
 ])
 def test_named_errors_before_any_work(change: dict, needle: str) -> None:
     spec = _tiny()

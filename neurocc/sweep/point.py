@@ -17,15 +17,20 @@ included (None there). Definitions:
   spiking population, as a fraction of all of them; argmax_agree: every output's winner agrees.
 * compile_s: wall time of the target's pass list (not the input's float rate run, nor the simulations).
 * peak_mem_mb: the process's peak resident memory during the point above its resident memory when the
-  point started, sampled every 5 ms by a thread (psutil, which distributed depends on). Unlike the
-  process's ru_maxrss, which only grows, this is per point inside a long-lived Dask worker; it is the
-  point's own when one point runs per worker process at a time. tracemalloc would count Python
-  allocations exactly but slowed points about 1.5x, compile_s included; a warm worker that keeps freed
-  heap pages may under-count small allocations (numpy's large arrays are mmapped and returned).
+  point started, sampled every 5 ms by a thread (psutil, which distributed depends on). At the start,
+  gc.collect() and glibc's malloc_trim(0) hand earlier points' freed heap back to the OS, so a warm
+  worker's leftovers do not hide this point's growth (without them the same point read 1-48 MB by
+  position in the sweep; with them 32-34 MB, close to tracemalloc's 34 MB). Unlike ru_maxrss, which only
+  grows, this is per point inside a long-lived Dask worker; it is the point's own when one point runs
+  per worker process at a time. tracemalloc counts allocations exactly but slowed points ~1.5x,
+  compile_s included. It includes building the network and the simulations, not only the compile.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import threading
 import time
 from typing import Any
@@ -66,10 +71,15 @@ def _placement(mapping: Mapping, raster: Any, window: int | None, int_run: Any) 
     return simulate_placement_windowed(mapping, raster, window)
 
 
+def _needs_traces(net: Network) -> bool:
+    """Membrane traces are recorded only for a non-spiking output (a readout scores by them): [T, n] each."""
+    return any(not net.populations[src].spiking for src in net.outputs.values())
+
+
 def _agreement(net: Network, mapping: Mapping, raster: Any, int_run: Any) -> tuple[float | None, bool]:
     """Float (hardware timing) vs integer spikes, pooled over spiking populations; output argmax."""
     inet = mapping.network
-    f = simulate_float(net, raster, latency="hardware")
+    f = simulate_float(net, raster, latency="hardware", record=_needs_traces(net))
     equal = cells = 0
     for name, pop in net.populations.items():
         if pop.kind == "input" or not pop.spiking:
@@ -120,10 +130,18 @@ def _run(point: Point, row: dict[str, Any]) -> None:
         mapping = compile_network(net, target, progress=False, rates=rates, seed=int(point.options.get("seed", 0)))
     finally:
         row["compile_s"] = time.perf_counter() - start
-    int_run = simulate_int(mapping.network, raster)  # recorded: the readout's membrane scores argmax
+    int_run = simulate_int(mapping.network, raster, record=_needs_traces(net))
     report = _placement(mapping, raster, point.window, int_run)
     row.update(_metrics(mapping, report))
     row["spike_agreement"], row["argmax_agree"] = _agreement(net, mapping, raster, int_run)
+
+
+def _trim_heap() -> None:
+    """glibc's malloc_trim(0): return free heap memory to the OS (a no-op elsewhere)."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _PeakRSS:
@@ -134,6 +152,8 @@ class _PeakRSS:
     def __enter__(self) -> _PeakRSS:
         import psutil
 
+        gc.collect()  # cycles first: their memory is what malloc_trim can then return
+        _trim_heap()  # hand freed heap pages back, so earlier points' leftovers do not hide this one's growth
         self._proc = psutil.Process()
         self.base = self.peak = self._proc.memory_info().rss
         self._stop = threading.Event()

@@ -147,6 +147,14 @@ def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def point_id(network: dict[str, Any], target: str, overrides: dict[str, Any], options: dict[str, Any],
+             input: dict[str, Any] | None, window: int | None) -> str:  # noqa: A002 (the Point field's name)
+    """sha1 of the canonical JSON of what a point runs, first 16 hex chars (params left out: derived)."""
+    body = {"network": network, "target": target, "overrides": overrides, "options": options, "input": input,
+            "window": window}
+    return hashlib.sha1(_canon(body).encode()).hexdigest()[:16]
+
+
 # ---- networks ---------------------------------------------------------------------------------------------
 
 
@@ -218,6 +226,12 @@ def _networks(raw: Any, base: Path, default_input: dict[str, Any], where: str) -
             for key in ("dt", "convention", "discretization"):
                 if key in entry:
                     net[key] = entry[key]
+            dt = entry.get("dt", 1.0)
+            if isinstance(dt, bool) or not isinstance(dt, int | float) or not dt > 0:
+                raise _err(at, f"dt = {dt!r} must be the model's time step in seconds, > 0")
+            for key in ("convention", "discretization"):
+                if key in entry and not isinstance(entry[key], str):
+                    raise _err(at, f"{key} = {entry[key]!r} must be a name (see `neurocc simulate --help`)")
             out.append({"network": net, "input": inp, "swept": {}})
             continue
         for key in ("dt", "convention", "discretization"):
@@ -239,6 +253,11 @@ def _networks(raw: Any, base: Path, default_input: dict[str, Any], where: str) -
                 label += "[" + ",".join(f"{key}={chosen[key]}" for key in swept) + "]"
             net = {"kind": kind, "name": name, "params": chosen, "label": label}
             out.append({"network": net, "input": inp, "swept": {f"network.{key}": chosen[key] for key in swept}})
+    owner: dict[str, str] = {}
+    for n in out:  # a label is a row's `network` column: two different networks may not share one
+        label, body = n["network"]["label"], _canon(n["network"])
+        if owner.setdefault(label, body) != body:
+            raise _err(where, f"two networks are labelled {label!r}. Fix: give each its own `label`")
     return out
 
 
@@ -485,9 +504,7 @@ def _points(raws: list[dict[str, Any]], where: str) -> list[Point]:
         varying["window"] = lambda r: r["window"]
     points, ids = [], set()
     for r in raws:
-        body = {"network": r["network"], "target": r["target"], "overrides": r["overrides"], "options": r["options"],
-                "input": r["input"], "window": r["window"]}
-        pid = hashlib.sha1(_canon(body).encode()).hexdigest()[:16]
+        pid = point_id(r["network"], r["target"], r["overrides"], r["options"], r["input"], r["window"])
         if pid in ids:
             continue  # the same configuration twice (e.g. two explicit entries overlap): run it once
         ids.add(pid)
