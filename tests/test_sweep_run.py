@@ -11,6 +11,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -190,3 +192,83 @@ def test_cli_end_to_end(tmp_path, capsys, serial_tiny):
     assert any(Path(line.split()[-1]).suffix == ".png" for line in text.splitlines() if line.startswith("wrote"))
     assert main(["sweep", str(spec), "-o", str(out), "--serial", "--quiet"]) == 0
     assert "4 points: 0 run now, 4 already in" in capsys.readouterr().out
+
+
+def test_window_override_gives_the_single_run_metrics(serial_tiny):
+    windowed = sweep(TINY, serial=True, window=8, progress=False)  # 30 steps: 4 windows
+    assert (windowed["status"] == "ok").all(), windowed["error"].tolist()
+    assert not set(windowed["point_id"]) & set(serial_tiny["point_id"])  # another configuration, other ids
+    pd.testing.assert_frame_equal(_metrics(windowed).drop(columns="point_id"),
+                                  _metrics(serial_tiny).drop(columns="point_id"))
+
+
+def test_a_crashing_point_is_a_row_not_stored(tmp_path, monkeypatch):
+    from neurocc.sweep import point
+
+    real = point.run_point
+    first = parse_spec(TINY).points[0].point_id
+
+    def flaky(p):
+        if p.point_id == first:
+            raise RuntimeError("disk gone")
+        return real(p)
+
+    monkeypatch.setattr(point, "run_point", flaky)
+    df = sweep(TINY, serial=True, out_dir=tmp_path, progress=False)
+    assert df.attrs["failed"] == 1 and len(df) == 4
+    assert df.loc[0, "status"] == "error" and df.loc[0, "error"] == "RuntimeError: disk gone"
+    assert list(df.columns) == list(sweep(TINY, serial=True, progress=False).columns)
+    monkeypatch.setattr(point, "run_point", real)
+    again = sweep(TINY, serial=True, out_dir=tmp_path, progress=False)
+    assert again.attrs["executed"] == 1 and (again["status"] == "ok").all()
+
+
+def test_ctrl_c_leaves_only_complete_rows_and_no_workers(tmp_path):
+    spec = tmp_path / "slow.toml"
+    spec.write_text(TINY_TOML.replace("neurons = 40", "neurons = 300").replace("steps = 30", "steps = 500")
+                    .replace("[32, 64]", "[128, 256, 512, 1024]"))
+    out = tmp_path / "res"
+    proc = subprocess.Popen([sys.executable, "-m", "neurocc.cli", "sweep", str(spec), "-o", str(out), "--quiet",
+                             "--workers", "2"], start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((out / "points").glob("*.json")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and err.strip().endswith("neurocc: interrupted"), err
+    assert "Traceback" not in err
+    files = list((out / "points").iterdir())
+    assert files and all(f.suffix == ".json" for f in files)  # no temp files left
+    rows = Store(out).load(f.stem for f in files)
+    assert len(rows) == len(files) < 8  # every file a complete row, and the sweep did stop
+    deadline = time.monotonic() + 10
+    while _alive_in_group(proc.pid):  # the embedded cluster's worker processes are gone too
+        assert time.monotonic() < deadline, _alive_in_group(proc.pid)
+        time.sleep(0.1)
+
+
+def _alive_in_group(pgid: int) -> list[int]:
+    """Processes of group `pgid` that are not zombies (a reparented zombie waits for init to reap it)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def test_placement_sim_sweep_seam_still_runs_on_a_client(ready):
+    from neurocc.runtime.placement_sim import sweep as seam
+
+    configs = [{"a": 1}, {"a": 2, "b": 3}]
+    assert seam(configs, dict, ready) == configs == seam(configs, dict)

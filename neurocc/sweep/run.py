@@ -43,6 +43,14 @@ from .store import Store
 CONNECT_TIMEOUT_S = 5.0  # to a user's scheduler: long enough for a remote host, short enough to fail fast
 RETRIES = 1  # re-runs of a point whose task raised (worker deaths are the scheduler's allowed-failures)
 ALLOWED_FAILURES = 3  # worker deaths one point may cause on the embedded cluster before KilledWorker
+# Run in each embedded worker process at start (a distributed preload, as script text): a terminal's Ctrl-C
+# reaches the whole process group, and the workers' own KeyboardInterrupt tracebacks would bury the one-line
+# "interrupted"; the sweep's process shuts them down itself.
+_WORKER_PRELOAD = """
+import signal, threading
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+"""
 
 
 class SchedulerUnreachableError(NeuroccError):
@@ -68,9 +76,13 @@ def with_window(point: Point, window: int | None) -> Point:
 
 
 def _crash_row(point: Point, exc: BaseException) -> dict[str, Any]:
+    """The row of a point whose task raised or whose workers died: run_point's columns, metrics None."""
+    from .point import COLUMNS
+
     row: dict[str, Any] = {"point_id": point.point_id, "network": point.network.get("label"),
                            "target": point.target, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
     row.update({f"params.{k}": v for k, v in point.params.items()})
+    row.update(dict.fromkeys(COLUMNS))
     return row
 
 
@@ -92,7 +104,7 @@ def _local_client(n_workers: int) -> Any:
 
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR, preload=[_WORKER_PRELOAD])
     try:
         return Client(cluster, set_as_default=False)
     except BaseException:
