@@ -126,6 +126,8 @@ def test_point_ids_stable_distinct_and_kept_when_a_sweep_grows() -> None:
     assert len({p.point_id for p in a}) == len(a) == 2
     assert all(len(p.point_id) == 16 and int(p.point_id, 16) >= 0 for p in a)
     p = a[0]
+    assert len({*a, *b}) == 2 and hash(p) == hash(b[0])  # hashable (dict fields), by id
+    assert p.network is not a[1].network  # each point owns its dicts
     assert p.point_id == point_id(p.network, p.target, p.overrides, p.options, p.input, p.window)
     grown = parse_spec(_tiny(targets=["spinnaker2", "loihi2"], overrides={"core.neurons": [32, 64, 128]})).points
     assert {p.point_id for p in a} <= {p.point_id for p in grown}
@@ -182,6 +184,9 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"networks": [{"workload": "shd_delay_graph", "input": {"rate": 2.0}}]}, "input.rate = 2.0 must be"),
     ({"networks": [{"workload": "shd_delay_graph", "input": {"steps": 5, "hz": 3}}]}, "unknown field(s) ['hz']"),
     ({"points": [{"network": "other", "target": "loihi2"}]}, "network 'other' is no label of `networks`"),
+    ({"overrides": {"core.neurons": []}}, "override 'core.neurons' is an empty list"),
+    ({"networks": [{"nir": str(EXAMPLES / "delay_rnn.nir"), "convention": "keras"}]},
+     "convention = 'keras'; allowed: nir, snntorch"),
     ({"networks": [{"workload": "shd_delay_graph"}, {"workload": "shd_delay_graph", "params": {"seed": 1}}]},
      "two networks are labelled 'shd_delay_graph'. Fix: give each its own `label`"),
 ])

@@ -7,6 +7,7 @@ relative to the spec file (to the working directory for a dict). Example::
     targets = ["loihi2", "spinnaker2", "stm32f405"]  # shipped names, paths to target .toml files, or
                                                      # tables {target = "loihi2", overrides = {...}, label = "..."}
     window = 25                                      # optional: steps per placement window (or a list)
+    input = {generate = "poisson", steps = 50}       # optional: the default input of networks without one
 
     [overrides]                                      # dotted target fields; a list is swept
     "core.neurons" = [256, 512, 1024, 2048]
@@ -54,6 +55,7 @@ Paths enter the id resolved to absolute; moving the spec's directory gives new i
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import itertools
@@ -66,6 +68,7 @@ from typing import Any
 import numpy as np
 
 from ..compiler.errors import NeuroccError, TargetError
+from ..compiler.frontend.timing import CONVENTIONS
 from ..compiler.ir import Network
 from ..compiler.targets.target import _SECTIONS, TARGET_DIR, Target, parse_target, shipped_targets
 
@@ -116,6 +119,9 @@ class Point:
     window: int | None  # steps per placement window; None = one window
     params: dict[str, Any]  # swept values of this point, flat dotted name -> scalar (table columns)
 
+    def __hash__(self) -> int:  # the dict fields are unhashable; equal points have equal ids
+        return hash(self.point_id)
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -138,8 +144,10 @@ def _check_keys(table: Any, allowed: tuple[str, ...], what: str, where: str) -> 
     return table
 
 
-def _values(value: Any) -> list[Any]:
-    """A list is swept; a scalar is one value."""
+def _values(value: Any, what: str = "", where: str = "") -> list[Any]:
+    """A list is swept; a scalar is one value. An empty list would silently sweep nothing."""
+    if isinstance(value, list) and not value:
+        raise _err(where, f"{what or 'a swept value'} is an empty list. Fix: at least one value")
     return list(value) if isinstance(value, list) else [value]
 
 
@@ -168,7 +176,7 @@ def _check_params(fn: Any, params: dict[str, Any], what: str, where: str) -> Non
                 raise _err(where, f"{what} needs parameter {name!r}. Fix: params = {{{name} = ...}}")
             continue
         want = str(p.annotation)
-        for v in _values(params[name]):
+        for v in _values(params[name], f"{what} parameter {name}", where):
             ok = (want == "int" and isinstance(v, int) and not isinstance(v, bool)) or \
                  (want == "float" and isinstance(v, int | float) and not isinstance(v, bool))
             if not ok or v < 0 or (name.startswith("n_") and v < 1):
@@ -229,9 +237,9 @@ def _networks(raw: Any, base: Path, default_input: dict[str, Any], where: str) -
             dt = entry.get("dt", 1.0)
             if isinstance(dt, bool) or not isinstance(dt, int | float) or not dt > 0:
                 raise _err(at, f"dt = {dt!r} must be the model's time step in seconds, > 0")
-            for key in ("convention", "discretization"):
-                if key in entry and not isinstance(entry[key], str):
-                    raise _err(at, f"{key} = {entry[key]!r} must be a name (see `neurocc simulate --help`)")
+            for key, allowed in (("convention", tuple(CONVENTIONS)), ("discretization", ("euler", "exp"))):
+                if key in entry and entry[key] not in allowed:
+                    raise _err(at, f"{key} = {entry[key]!r}; allowed: {', '.join(allowed)}")
             out.append({"network": net, "input": inp, "swept": {}})
             continue
         for key in ("dt", "convention", "discretization"):
@@ -246,7 +254,7 @@ def _networks(raw: Any, base: Path, default_input: dict[str, Any], where: str) -
         _check_params(fn, params, f"{kind} {name}", at)
         keys = sorted(params)
         swept = [key for key in keys if isinstance(params[key], list)]
-        for combo in itertools.product(*(_values(params[key]) for key in keys)):
+        for combo in itertools.product(*(_values(params[key], f"params.{key}", at) for key in keys)):
             chosen = dict(zip(keys, combo, strict=True))
             label = str(entry.get("label", name))
             if swept:
@@ -344,9 +352,7 @@ def _overrides(raw: Any, where: str) -> dict[str, list[Any]]:
     out = {}
     for key, value in raw.items():
         _override_key(key, where)
-        values = _values(value)
-        if not values:
-            raise _err(where, f"override {key!r} is an empty list. Fix: at least one value")
+        values = _values(value, f"override {key!r}", where)
         for v in values:
             if key in POSITIVE_FIELDS and isinstance(v, int | float) and not isinstance(v, bool) and v < 1:
                 raise _err(where, f"override {key} = {v!r}: must be >= 1 (it sizes the machine). Fix: a value >= 1")
@@ -396,7 +402,7 @@ def _options(raw: Any, where: str) -> dict[str, list[Any]]:
     _check_keys(raw, tuple(OPTION_DEFAULTS), "options", where)
     out = {}
     for key, default in OPTION_DEFAULTS.items():
-        values = _values(raw.get(key, default))
+        values = _values(raw.get(key, default), f"options.{key}", where)
         for v in values:
             if key == "seed" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise _err(where, f"options.seed = {v!r} must be an integer >= 0")
@@ -407,7 +413,7 @@ def _options(raw: Any, where: str) -> dict[str, list[Any]]:
 
 
 def _windows(raw: Any, where: str) -> list[int | None]:
-    values = _values(raw)
+    values = _values(raw, "window", where)
     for v in values:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise _err(where, f"window = {v!r} must be a number of steps >= 1 (or absent: one window)")
@@ -453,12 +459,12 @@ def _explicit(raw: Any, nets: list[dict[str, Any]], base: Path, options: dict[st
             if key not in entry:
                 raise _err(at, f"a point needs `{key}`")
         chosen = []
-        for label in _values(entry["network"]):
+        for label in _values(entry["network"], "network", at):
             if label not in by_label:
                 raise _err(at, f"network {label!r} is no label of `networks`; labels: "
                                f"{', '.join(sorted({n['network']['label'] for n in nets}))}")
             chosen += by_label[label]
-        tgts = _targets(_values(entry["target"]), base, at)
+        tgts = _targets(_values(entry["target"], "target", at), base, at)
         opts = dict(options)
         if "options" in entry:  # validated with the defaults filled in; only the keys it names replace the spec's
             own = _options(entry["options"], at)
@@ -510,8 +516,9 @@ def _points(raws: list[dict[str, Any]], where: str) -> list[Point]:
         ids.add(pid)
         params = {k: r["overrides"].get(k) for k in ov_keys}
         params.update({k: f(r) for k, f in varying.items()})
-        points.append(Point(pid, r["network"], r["target"], r["overrides"], r["options"], r["input"], r["window"],
-                            params))
+        own = copy.deepcopy({k: r[k] for k in ("network", "overrides", "options", "input")})  # no shared dicts
+        points.append(Point(pid, own["network"], r["target"], own["overrides"], own["options"], own["input"],
+                            r["window"], params))
     return points
 
 
