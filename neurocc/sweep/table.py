@@ -85,7 +85,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if p.is_dir():
         p = p / PARQUET_NAME if (p / PARQUET_NAME).exists() else p / CSV_NAME
-    return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    # round_trip: the C parser's default may differ from the written float in the last digit
+    return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, float_precision="round_trip")
 
 
 # ---- terminal summary -------------------------------------------------------------------------------------
