@@ -3,8 +3,8 @@
 The row's metric columns (COLUMNS) are fixed, so every row of a sweep has the same ones, error rows
 included (None there). Definitions:
 
-* cores: (chip, core) pairs the mapping uses (spike sources and delay extensions included: they take a
-  core); a one-CPU target (Cortex-M) counts 1. chips: chips used (1 on one CPU).
+* cores: (chip, core) pairs the mapping uses (spike sources and delay extensions included: the placer
+  gives each a core); a one-CPU target (Cortex-M) counts 1. chips: chips used (1 on one CPU).
 * routing_entries: router entries after compression, summed over chips; routing_entries_max_chip: the
   fullest chip's count. Both 0 on one CPU (no router).
 * bottleneck_step_s: mean time per step of the slowest core (on one CPU: of the CPU, which runs every

@@ -5,7 +5,7 @@ relative to the spec file (to the working directory for a dict). Example::
 
     name = "core-budget"
     targets = ["loihi2", "spinnaker2", "stm32f405"]  # shipped names, paths to target .toml files, or
-                                                     # tables {target = "loihi2", overrides = {...}, label = "..."}
+                                                     # tables {target = "loihi2", overrides = {...}}
     window = 25                                      # optional: steps per placement window (or a list)
     input = {generate = "poisson", steps = 50}       # optional: the default input of networks without one
 
@@ -17,7 +17,7 @@ relative to the spec file (to the working directory for a dict). Example::
     rates = "input"                                  # "input": weigh placement by the input's float rates
                                                      # (as `neurocc place --input`); "default": uniform rates
     [[networks]]
-    workload = "shd_delay_graph"                     # built-in: neurocc/workloads.py WORKLOADS below
+    workload = "shd_delay_graph"                     # built-in: also nmnist_cnn_graph, dvs_gesture_cnn_graph
     params = {seed = 0, max_delay = 24}
     input = {generate = "poisson", rate = 0.05, steps = 100, seed = 0}
 
@@ -95,7 +95,7 @@ def _families() -> dict[str, Any]:
 
 TOP_KEYS = ("name", "networks", "targets", "overrides", "options", "input", "window", "points")
 NETWORK_KEYS = ("nir", "workload", "family", "params", "label", "input", "dt", "convention", "discretization")
-TARGET_KEYS = ("target", "overrides", "label")
+TARGET_KEYS = ("target", "overrides")
 POINT_KEYS = ("network", "target", "overrides", "options", "window")
 OPTION_DEFAULTS: dict[str, Any] = {"seed": 0, "rates": "input"}
 RATES = ("input", "default")
