@@ -11,7 +11,8 @@ own staircase front). Failed points have no figures; their count is in the panel
 
 heatmap_<a>__<b>.png for each pair of swept parameters (params.* columns with >= 2 distinct values; when
 only one parameter is swept, it is paired with the target): cell = energy per inference (log colour),
-one panel per network (and per target when the target is not an axis). A cell several points fall into
+one panel per network (and per target when the target is not an axis), each with the values present in
+it (a Cortex-M part has no core.neurons: its panel shows 'unset' only). A cell several points fall into
 (other parameters vary too) shows their minimum. An error point is a red cross on its cell; a cell
 with only error points is hatched.
 """
@@ -214,6 +215,7 @@ def plot_heatmap(df: pd.DataFrame, x: str, y: str, out_dir: str | Path) -> Path:
     d["_ok"] = (d["status"] == "ok") & d["_e"].notna()
     d["_t"] = d["target"].map(target_name)
     xs, ys = _axis_values(d.assign(**{x: d["_x"]}), x), _axis_values(d.assign(**{y: d["_y"]}), y)
+    size = (len(xs), len(ys))  # the figure is sized for every value; each panel shows the values it has
     facet_target = "target" not in (x, y) and d["_t"].nunique() > 1
     facets = [(n, t) for n in dict.fromkeys(d["network"])
               for t in (dict.fromkeys(d["_t"]) if facet_target else [None])
@@ -222,12 +224,14 @@ def plot_heatmap(df: pd.DataFrame, x: str, y: str, out_dir: str | Path) -> Path:
     norm = LogNorm(vmin=energies.min(), vmax=energies.max()) if len(energies) else None
     ncol = min(len(facets), 3)
     nrow = math.ceil(len(facets) / ncol)
-    w, h = max(3.5, 0.7 * len(xs) + 2.2), max(2.8, 0.45 * len(ys) + 1.8)
+    w, h = max(3.5, 0.7 * size[0] + 2.2), max(2.8, 0.45 * size[1] + 1.8)
     fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow), squeeze=False, layout="constrained")
     im = None
     for k, (network, tname) in enumerate(facets):
         ax = axes[k // ncol, k % ncol]
         sub = d[(d["network"] == network) & ((d["_t"] == tname) if tname else True)]
+        xs = [v for v in _axis_values(d.assign(**{x: d["_x"]}), x) if v in set(sub["_x"])]
+        ys = [v for v in _axis_values(d.assign(**{y: d["_y"]}), y) if v in set(sub["_y"])]
         grid = np.full((len(ys), len(xs)), np.nan)
         cores = np.full_like(grid, np.nan)
         err = np.zeros_like(grid, dtype=bool)
