@@ -53,7 +53,7 @@ SLOW = _spec(300, 500, [128, 256, 512])  # 6 points, ~0.5-1 s each: long enough 
 def client():
     with dask.config.set({"distributed.scheduler.allowed-failures": 3}):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     c = Client(cluster, set_as_default=False)
     try:
         yield c
@@ -178,11 +178,12 @@ def test_unreachable_scheduler_is_a_named_error_before_any_work(tmp_path, monkey
     assert not ran and not (tmp_path / "r").exists()
 
 
-def test_cli_end_to_end(tmp_path, capsys, serial_tiny):
+def test_cli_end_to_end_on_an_existing_scheduler(ready, tmp_path, capsys, serial_tiny):
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_TOML)
     out = tmp_path / "results"
-    assert main(["sweep", str(spec), "-o", str(out), "--serial", "--quiet", "--plot"]) == 0
+    address = ready.scheduler.address  # the shared cluster stands in for a user's: --scheduler, no code change
+    assert main(["sweep", str(spec), "-o", str(out), "--scheduler", address, "--quiet", "--plot"]) == 0
     text = capsys.readouterr().out
     assert "4 points: 4 run now, 0 already in" in text
     table = [p for p in out.iterdir() if p.name.startswith("sweep.") and p.suffix in (".parquet", ".csv")]
@@ -225,8 +226,8 @@ def test_a_crashing_point_is_a_row_not_stored(tmp_path, monkeypatch):
 
 def test_ctrl_c_leaves_only_complete_rows_and_no_workers(tmp_path):
     spec = tmp_path / "slow.toml"
-    spec.write_text(TINY_TOML.replace("neurons = 40", "neurons = 300").replace("steps = 30", "steps = 500")
-                    .replace("[32, 64]", "[128, 256, 512, 1024]"))
+    spec.write_text(TINY_TOML.replace("neurons = 40", "neurons = 200").replace("steps = 30", "steps = 300")
+                    .replace("[32, 64]", "[64, 128, 256, 512, 1024, 2048]"))  # 12 points, ~0.3 s each
     out = tmp_path / "res"
     proc = subprocess.Popen([sys.executable, "-m", "neurocc.cli", "sweep", str(spec), "-o", str(out), "--quiet",
                              "--workers", "2"], start_new_session=True, stdout=subprocess.PIPE,
@@ -247,7 +248,7 @@ def test_ctrl_c_leaves_only_complete_rows_and_no_workers(tmp_path):
     files = list((out / "points").iterdir())
     assert files and all(f.suffix == ".json" for f in files)  # no temp files left
     rows = Store(out).load(f.stem for f in files)
-    assert len(rows) == len(files) < 8  # every file a complete row, and the sweep did stop
+    assert len(rows) == len(files) < 12  # every file a complete row, and the sweep did stop
     deadline = time.monotonic() + 10
     while _alive_in_group(proc.pid):  # the embedded cluster's worker processes are gone too
         assert time.monotonic() < deadline, _alive_in_group(proc.pid)

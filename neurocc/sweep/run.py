@@ -43,6 +43,9 @@ from .store import Store
 CONNECT_TIMEOUT_S = 5.0  # to a user's scheduler: long enough for a remote host, short enough to fail fast
 RETRIES = 1  # re-runs of a point whose task raised (worker deaths are the scheduler's allowed-failures)
 ALLOWED_FAILURES = 3  # worker deaths one point may cause on the embedded cluster before KilledWorker
+# The scheduler serves HTTP (health, metrics) even without a dashboard, by default on 8787: when another
+# cluster holds that port it warns and moves. Any free port on loopback instead: no warning, nothing exposed.
+_HTTP = "127.0.0.1:0"
 # Run in each embedded worker process at start (a distributed preload, as script text): a terminal's Ctrl-C
 # reaches the whole process group, and the workers' own KeyboardInterrupt tracebacks would bury the one-line
 # "interrupted"; the sweep's process shuts them down itself.
@@ -104,7 +107,8 @@ def _local_client(n_workers: int) -> Any:
 
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, preload=[_WORKER_PRELOAD])
+                               silence_logs=logging.ERROR, preload=[_WORKER_PRELOAD],
+                               scheduler_kwargs={"dashboard_address": _HTTP})
     try:
         return Client(cluster, set_as_default=False)
     except BaseException:
