@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 
+import neurocc
 from neurocc.cli import main
 from neurocc.sweep.point import MEASUREMENT_COLUMNS
 from neurocc.sweep.run import SchedulerUnreachableError, sweep
@@ -93,7 +94,7 @@ def test_cluster_equals_serial_row_for_row(ready, serial_tiny, tmp_path):
 
 def test_second_run_executes_nothing_and_temp_files_do_not_count(tmp_path, serial_tiny):
     out = tmp_path / "r"
-    first = sweep(TINY, serial=True, out_dir=out, progress=False)
+    first = neurocc.sweep(TINY, serial=True, out_dir=out, progress=False)  # the package is callable
     assert first.attrs["executed"] == 4
     assert len(list((out / "points").glob("*.json"))) == 4 and (out / "spec.json").is_file()
     second = sweep(TINY, serial=True, out_dir=out, progress=False)
