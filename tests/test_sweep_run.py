@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster
 import neurocc
 from neurocc.cli import main
 from neurocc.sweep.point import MEASUREMENT_COLUMNS
-from neurocc.sweep.run import SchedulerUnreachableError, sweep
+from neurocc.sweep.run import SchedulerUnreachableError, sweep, with_window
 from neurocc.sweep.spec import parse_spec
 from neurocc.sweep.store import Store
 
@@ -274,3 +274,12 @@ def test_placement_sim_sweep_seam_still_runs_on_a_client(ready):
 
     configs = [{"a": 1}, {"a": 2, "b": 3}]
     assert seam(configs, dict, ready) == configs == seam(configs, dict)
+
+
+def test_window_override_ids_are_the_specs_own():
+    # --window must give the point the spec would have had with that window: same id, same stored row
+    with_windows = parse_spec({**TINY, "window": [5, 10]})
+    assert [p.params["window"] for p in with_windows.points[:2]] == [5, 10]
+    for w in (10, None):
+        plain = parse_spec({**TINY, "window": w} if w else TINY)
+        assert [with_window(p, w).point_id for p in with_windows.points[1::2]] == [p.point_id for p in plain.points]

@@ -6,7 +6,8 @@ Where the points run:
     (unreachable -> SchedulerUnreachableError before any point runs); the workers need neurocc installed;
   - neither: on an embedded LocalCluster sized to the machine (one single-threaded worker process per
     usable CPU, at most one per point to run), closed when the sweep ends;
-  - `serial=True`: in this process, one point after another, no Dask (the reference the tests compare to).
+  - `serial=True` (or client=False): in this process, one point after another, no Dask (the reference the
+    tests compare to).
 
 Nothing lost: each finished row is written atomically to `out_dir` as it arrives (store.py); a rerun
 loads those and submits only the rest (`df.attrs["executed"]` counts the points that ran). A worker that
@@ -24,6 +25,7 @@ absent figures are NaN; to_parquet/to_csv and groupby/pivot for the plots come w
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -75,7 +77,8 @@ def with_window(point: Point, window: int | None) -> Point:
             "options": point.options, "input": point.input, "window": window}
     # the same id rule as spec.py: sha1 of the canonical JSON, first 16 hex chars
     pid = hashlib.sha1(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-    return dataclasses.replace(point, point_id=pid[:16], window=window)
+    params = {**point.params, "window": window} if "window" in point.params else point.params
+    return dataclasses.replace(point, point_id=pid[:16], window=window, params=params)
 
 
 def _crash_row(point: Point, exc: BaseException) -> dict[str, Any]:
@@ -156,8 +159,11 @@ def _run_dask(client: Any, todo: list[Point], run: Callable[[Point], dict[str, A
             point = futures[fut]
             if fut.status == "finished":
                 done(point, fut.result(), True)
-            else:  # erred after its retries, or KilledWorker after allowed-failures deaths
-                exc = fut.exception()
+            else:  # erred after its retries, KilledWorker after allowed-failures deaths, or cancelled
+                try:
+                    exc = fut.exception()
+                except (Exception, asyncio.CancelledError) as err:  # cancelled by someone else on that cluster
+                    exc = err
                 done(point, _crash_row(point, exc), False)
             fut.release()
     except BaseException:
@@ -181,11 +187,19 @@ def sweep(spec: Spec | dict[str, Any] | str | Path, client: Any = None, out_dir:
         spec = parse_spec(spec)
     if sum(x is not None and x is not False for x in (client, scheduler)) + bool(serial) > 1:
         raise NeuroccError("sweep: give at most one of client, scheduler and serial=True")
+    if workers is not None and (client is not None or scheduler is not None or serial):
+        raise NeuroccError("sweep: workers sizes the embedded LocalCluster; a client or scheduler brings its own "
+                           "workers and serial=True runs here. Fix: drop workers")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise NeuroccError(f"sweep: workers = {workers!r} must be an integer >= 1. Fix: e.g. --workers 2")
     if window is not None and (not isinstance(window, int) or window < 1):
         raise NeuroccError(f"sweep: window = {window!r} must be a number of steps >= 1. Fix: e.g. --window 100")
-    points = [with_window(p, window) for p in spec.points] if window is not None else list(spec.points)
+    points = list(spec.points)
+    if window is not None:  # points that differed only in their window are one point now
+        unique: dict[str, Point] = {}
+        for p in points:
+            unique.setdefault((q := with_window(p, window)).point_id, q)
+        points = list(unique.values())
     own = None
     if scheduler is not None:
         own = client = _connect(scheduler)  # before the store and any work: fail fast on a wrong address
