@@ -33,6 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,12 @@ _HTTP = "127.0.0.1:0"
 # Run in each embedded worker process at start (a distributed preload, as script text): a terminal's Ctrl-C
 # reaches the whole process group, and the workers' own KeyboardInterrupt tracebacks would bury the one-line
 # "interrupted"; the sweep's process shuts them down itself.
+# Their error logs too (a dropped client comm on shutdown): a point's failure comes back as its row anyway.
 _WORKER_PRELOAD = """
-import signal, threading
+import logging, signal, threading
 if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+logging.getLogger("distributed").setLevel(logging.CRITICAL)
 """
 
 
@@ -92,12 +95,30 @@ def _crash_row(point: Point, exc: BaseException) -> dict[str, Any]:
     return row
 
 
+def _probe(scheduler: str) -> None:
+    """Open and close one comm to the scheduler: a bad address or a dead host fails here, within the timeout."""
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await connect(scheduler, timeout=CONNECT_TIMEOUT_S)
+        await comm.close()
+
+    # in a thread of its own: asyncio.run needs a thread without a running loop (a notebook's has one)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, probe()).result()
+
+
 def _connect(scheduler: str) -> Any:
     from distributed import Client
 
     try:
+        # probed first: a Client that fails in __init__ leaves a half-made object whose __del__ hangs at exit
+        _probe(scheduler)
         return Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except ValueError as exc:
+        raise SchedulerUnreachableError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({exc}). "
+                                        "Fix: give tcp://host:port, as `dask scheduler` prints it") from None
+    except (OSError, TimeoutError) as exc:
         raise SchedulerUnreachableError(
             f"Dask scheduler {scheduler} unreachable within {CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: "
             f"{exc}). Fix: start one (`dask scheduler` and `dask worker {scheduler}`) and check host, port and "
@@ -148,8 +169,8 @@ def _run_serial(todo: list[Point], run: Callable[[Point], dict[str, Any]], done:
         done(point, row, True)
 
 
-def _run_dask(client: Any, todo: list[Point], run: Callable[[Point], dict[str, Any]],
-              done: Done) -> None:
+def _run_dask(client: Any, todo: list[Point], run: Callable[[Point], dict[str, Any]], done: Done,
+              embedded: bool) -> None:
     from distributed import as_completed
 
     futures = {client.submit(run, p, pure=False, retries=RETRIES, key=f"neurocc-point-{p.point_id}-{time.time_ns()}"):
@@ -166,7 +187,10 @@ def _run_dask(client: Any, todo: list[Point], run: Callable[[Point], dict[str, A
                     exc = err
                 done(point, _crash_row(point, exc), False)
             fut.release()
-    except BaseException:
+    except BaseException as exc:
+        if embedded and isinstance(exc, KeyboardInterrupt):
+            # our own scheduler's "couldn't gather" logs as it cancels would bury the one-line "interrupted"
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         client.cancel(list(futures))  # Ctrl-C or an error here: nothing keeps running for a gone sweep
         raise
 
@@ -201,6 +225,7 @@ def sweep(spec: Spec | dict[str, Any] | str | Path, client: Any = None, out_dir:
             unique.setdefault((q := with_window(p, window)).point_id, q)
         points = list(unique.values())
     own = None
+    log_level = logging.getLogger("distributed").level
     if scheduler is not None:
         own = client = _connect(scheduler)  # before the store and any work: fail fast on a wrong address
     try:
@@ -234,12 +259,13 @@ def sweep(spec: Spec | dict[str, Any] | str | Path, client: Any = None, out_dir:
                 else:
                     if client is None:
                         own = client = _local_client(workers or max(1, min(len(todo), usable_cpus())))
-                    _run_dask(client, todo, run_point, done)
+                    _run_dask(client, todo, run_point, done, embedded=own is not None and scheduler is None)
         finally:
             bar.close()
     finally:
         if own is not None:
             _close(own)
+        logging.getLogger("distributed").setLevel(log_level)
     df = pd.DataFrame([rows[p.point_id] for p in points])
     df.attrs.update({"executed": executed, "reused": reused, "failed": failed, "spec": spec.name})
     return df
