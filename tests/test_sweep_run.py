@@ -170,6 +170,8 @@ def test_unreachable_scheduler_is_a_named_error_before_any_work(tmp_path, monkey
     with pytest.raises(SchedulerUnreachableError, match=address):
         sweep(TINY, scheduler=address, out_dir=tmp_path / "r", progress=False)
     assert time.monotonic() - t0 < 10
+    with pytest.raises(SchedulerUnreachableError, match="not a Dask scheduler address"):
+        sweep(TINY, scheduler="localhost", out_dir=tmp_path / "r", progress=False)  # no port
     assert not ran and not (tmp_path / "r").exists()  # no point ran, nothing written
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_TOML)
