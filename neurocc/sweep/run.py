@@ -13,14 +13,19 @@ Nothing lost: each finished row is written atomically to `out_dir` as it arrives
 loads those and submits only the rest (`df.attrs["executed"]` counts the points that ran). A worker that
 dies mid-point (killed, out of memory) is noticed by the scheduler, which hands that point to another
 worker: up to `distributed.scheduler.allowed-failures` times (3 by default) before it raises KilledWorker.
-`retries=` adds re-runs for an exception escaping run_point (run_point returns NeuroccErrors as rows, so
+(distributed 2026.8: the task goes back to "released" and is rescheduled; `retries=` does not count
+deaths.) `retries=` adds re-runs for an exception escaping run_point (run_point returns NeuroccErrors as rows, so
 this is for the unexpected: MemoryError, a lost file system). A point that still fails becomes a row with
 status "error" and the exception named; that row is returned but not stored, so a rerun tries it again.
 Ctrl-C cancels the outstanding points, closes the embedded cluster and re-raises: only complete rows are
 on disk.
 
-pandas: the table is a DataFrame because its columns differ by target (energy components, params) and
-absent figures are NaN; to_parquet/to_csv and groupby/pivot for the plots come with it.
+pandas: the table is a DataFrame: typed columns, None/NaN where a target has no figure (a one-CPU part
+has no router), to_parquet/to_csv and groupby/pivot for the summary and plots come with it.
+
+runtime.placement_sim.sweep (the seam ARCHITECTURE names) is kept as it is, for callers of the runtime
+(which may not import neurocc/): for points this module supersedes it, because its client.map + gather
+returns nothing until every configuration is done: no row written as it lands, no row for a failed one.
 """
 
 from __future__ import annotations
