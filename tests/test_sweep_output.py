@@ -133,7 +133,7 @@ def test_write_table_mixed_kinds_column(tmp_path) -> None:
 def test_plot_sweep_writes_pngs(df: pd.DataFrame, tmp_path) -> None:
     assert swept_params(df) == ["params.core.neurons", "params.core.delay_slots"]
     assert heatmap_pairs(df) == [("params.core.neurons", "params.core.delay_slots")]
-    files = plot_sweep(df, tmp_path)
+    files = plot_sweep(df[df["network"] == "net-a"], tmp_path)  # one network (with the error row): fewer panels
     names = sorted(p.name for p in files)
     assert names == ["heatmap_core_neurons__core_delay_slots.png", "pareto.png"]
     for p in files:
@@ -172,3 +172,18 @@ def test_summary_text_no_point_fits() -> None:
                         "energy_per_inference_j": None, "worst_latency_s": None, "cores": None}])
     text = summary_text(df)
     assert "1 point: 0 ok, 1 failed" in text and "no point fits" in text and "TargetError: too big" in text
+
+
+def test_shipped_example_spec() -> None:
+    """neurocc/examples/sweep.toml (docs/sweeps.md, README): 2 networks x (4 loihi2 + 4 spinnaker2 + 1 stm32f405)."""
+    from importlib.resources import files
+
+    from neurocc.sweep.spec import parse_spec
+
+    spec = parse_spec(str(files("neurocc") / "examples" / "sweep.toml"))
+    assert len(spec.points) == 18
+    assert {p.network["label"] for p in spec.points} == {"shd-delay", "nmnist-cnn"}
+    by_target = {t: sorted(p.params["core.neurons"] or 0 for p in spec.points if p.target == t)
+                 for t in ("loihi2", "spinnaker2", "stm32f405")}
+    assert by_target == {"loihi2": [256, 256, 512, 512, 1024, 1024, 2048, 2048],
+                         "spinnaker2": [256, 256, 512, 512, 1024, 1024, 2048, 2048], "stm32f405": [0, 0]}
