@@ -87,6 +87,10 @@ def _figures(df: pd.DataFrame) -> pd.DataFrame:
     return ok.dropna(subset=list(OBJECTIVES))
 
 
+def _count(v: float, _pos: int) -> str:
+    return f"{v:g}"  # cores on a log axis: 10, not 10^1
+
+
 def _short_params(row: pd.Series, cols: list[str]) -> str:
     """The swept values of a point, for a label next to it: '512' or '512/8'."""
     return "/".join(fmt_value(row[c]) for c in cols if fmt_value(row[c]) != "unset")
@@ -108,7 +112,7 @@ def _annotate(ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str]) -> None:
 def plot_pareto(df: pd.DataFrame, out_dir: str | Path) -> Path | None:
     """pareto.png (see the module doc); None when no point has figures."""
     plt = _plt()
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import EngFormatter, FuncFormatter
 
     fig_df = _figures(df)
     networks = list(dict.fromkeys(df["network"])) if "network" in df.columns else []
@@ -145,8 +149,8 @@ def plot_pareto(df: pd.DataFrame, out_dir: str | Path) -> Path | None:
             for axis, key, data in (("x", xk, x), ("y", yk, y)):
                 if np.all(data > 0) and data.max() / max(data.min(), 1e-300) > 20:
                     getattr(ax, f"set_{axis}scale")("log")
-                if key != "cores":
-                    getattr(ax, f"{axis}axis").set_major_formatter(EngFormatter(unit=UNIT[key], places=0))
+                fmt = EngFormatter(unit=UNIT[key], places=0) if key != "cores" else FuncFormatter(_count)
+                getattr(ax, f"{axis}axis").set_major_formatter(fmt)
             ax.set_xlabel(AXIS_LABEL[xk])
             ax.set_ylabel(AXIS_LABEL[yk])
             ax.grid(True, which="major", lw=0.3, alpha=0.5)
