@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
@@ -45,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 from ..compiler.errors import NeuroccError
-from .spec import Point, Spec, parse_spec
+from .spec import Point, Spec, parse_spec, point_id
 from .store import Store
 
 CONNECT_TIMEOUT_S = 5.0  # to a user's scheduler: long enough for a remote host, short enough to fail fast
@@ -81,12 +79,9 @@ def with_window(point: Point, window: int | None) -> Point:
     """`point` with every placement run split into windows of `window` steps (--window); a new point_id."""
     if window == point.window:
         return point
-    body = {"network": point.network, "target": point.target, "overrides": point.overrides,
-            "options": point.options, "input": point.input, "window": window}
-    # the same id rule as spec.py: sha1 of the canonical JSON, first 16 hex chars
-    pid = hashlib.sha1(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    pid = point_id(point.network, point.target, point.overrides, point.options, point.input, window)
     params = {**point.params, "window": window} if "window" in point.params else point.params
-    return dataclasses.replace(point, point_id=pid[:16], window=window, params=params)
+    return dataclasses.replace(point, point_id=pid, window=window, params=params)
 
 
 def _crash_row(point: Point, exc: BaseException) -> dict[str, Any]:
