@@ -9,8 +9,8 @@ shared machine):
   dask-1   neurocc.sweep.run.sweep(spec, client=C1) on a LocalCluster of 1 worker process (1 thread)
   dask-2   the same on a LocalCluster of 2 worker processes
   dask-1-notrim  a diagnostic: dask-1 without the MALLOC_TRIM_THRESHOLD_=65536 that Dask's nanny puts in
-           each worker's environment (distributed.nanny.pre-spawn-environ): glibc then trims the heap on
-           frees, which numpy-heavy points pay for in system calls
+           each worker's environment (distributed.nanny.pre-spawn-environ; glibc then trims the heap on
+           frees): does that allocator setting cost the points?
 
 The clusters are started by run.py's own `_local_client` (what `neurocc sweep` runs on).
 
@@ -207,8 +207,8 @@ def main() -> int:
         "dispatch_overhead_ms": statistics.median(dispatch) / n * 1e3,
         "mean_point_s_serial": med["serial"] / n,
         "notes": [
-            "dask-1 - serial is mostly the worker environment, not Dask's scheduling: compare "
-            "dask_overhead_per_point_ms_without_malloc_trim and dispatch_overhead_ms (a no-op task).",
+            "dask-1 - serial is not Dask's scheduling (dispatch_overhead_ms: a no-op task); whether the "
+            "nanny's MALLOC_TRIM_THRESHOLD_ is part of it: dask_overhead_per_point_ms_without_malloc_trim.",
             "2 worker processes on a host with nproc CPUs shared with other work: the dask-2 speedup is bounded "
             "by the load average recorded per repeat, not only by Dask.",
             "Points differ in cost (an N-MNIST CNN point on 256-neuron cores takes several times an SHD point), "
