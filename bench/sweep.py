@@ -112,13 +112,10 @@ def start_cluster(n_workers: int, trim: bool = True) -> tuple[object, float]:
     return client, time.perf_counter() - t
 
 
-def close(client: object) -> None:
-    cluster = getattr(client, "cluster", None)
-    try:
-        client.close()
-    finally:
-        if cluster is not None:
-            cluster.close()
+def _close(client: object) -> None:
+    from neurocc.sweep.run import _close as close_client  # the client, then its cluster, as the sweep does
+
+    close_client(client)
 
 
 def main() -> int:
@@ -180,7 +177,7 @@ def main() -> int:
                   + ", ".join(f"{w} {times[w][-1]:.2f} s" for w in ways), flush=True)
     finally:
         for c in clients.values():
-            close(c)
+            _close(c)
     med = {w: statistics.median(v) for w, v in times.items()}
     info["loadavg_after"] = list(os.getloadavg())
     result = {
