@@ -55,6 +55,9 @@ def test_mesh_and_one_cpu_rows(rows: dict[str, dict]) -> None:
     # 48 neurons at 16 per core in 2 populations + the input's source cores.
     assert spin["cores"] >= 4 and spin["routing_entries"] >= 1
     assert spin["routing_entries_max_chip"] <= spin["routing_entries"]
+    # A step's latency counts its compute, so a one-CPU part is not "instant": it has no transit only.
+    assert mcu["spike_latency_s"] == 0 and mcu["worst_latency_s"] >= mcu["bottleneck_step_s"] > 0
+    assert spin["worst_latency_s"] > spin["spike_latency_s"] > 0
 
 
 def test_rows_deterministic_but_measurements() -> None:

@@ -112,7 +112,7 @@ def _annotate(ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str]) -> None:
 def plot_pareto(df: pd.DataFrame, out_dir: str | Path) -> Path | None:
     """pareto.png (see the module doc); None when no point has figures."""
     plt = _plt()
-    from matplotlib.ticker import EngFormatter, FuncFormatter
+    from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter
 
     fig_df = _figures(df)
     networks = list(dict.fromkeys(df["network"])) if "network" in df.columns else []
@@ -151,6 +151,8 @@ def plot_pareto(df: pd.DataFrame, out_dir: str | Path) -> Path | None:
                     getattr(ax, f"set_{axis}scale")("log")
                 fmt = EngFormatter(unit=UNIT[key], places=0) if key != "cores" else FuncFormatter(_count)
                 getattr(ax, f"{axis}axis").set_major_formatter(fmt)
+                # a log axis spanning under a decade labels its minor ticks in 10^x notation, over each other
+                getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
             ax.set_xlabel(AXIS_LABEL[xk])
             ax.set_ylabel(AXIS_LABEL[yk])
             ax.grid(True, which="major", lw=0.3, alpha=0.5)

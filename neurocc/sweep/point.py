@@ -8,7 +8,10 @@ included (None there). Definitions:
 * routing_entries: router entries after compression, summed over chips; routing_entries_max_chip: the
   fullest chip's count. Both 0 on one CPU (no router).
 * bottleneck_step_s: mean time per step of the slowest core (on one CPU: of the CPU, which runs every
-  slice in turn); worst_latency_s: the longest spike's hops and send time (runtime/placement_sim.py).
+  slice in turn); worst_latency_s: the slowest step's time (its slowest core; on one CPU every slice in
+  turn) plus the longest spike's transit: how long a step takes until its last spike has landed, so
+  targets with and without a network compare (transit alone is 0 on one CPU). spike_latency_s: that
+  transit alone, the longest spike's hops and send time (runtime/placement_sim.py).
 * energy_per_inference_j: the whole input recording counts as one inference; energy.<component>_j its
   breakdown (synaptic, neuron, spike, links, dropped; dropped is 0.0 without over-delivery).
 * link_load_max_packets: packets over the busiest link in the whole recording; link_load_total_packets:
@@ -49,7 +52,7 @@ MEASUREMENT_COLUMNS = ("compile_s", "peak_mem_mb")  # the only columns allowed t
 ENERGY_COMPONENTS = ("synaptic", "neuron", "spike", "links", "dropped")
 COLUMNS = (
     "cores", "chips", "routing_entries", "routing_entries_max_chip", "steps", "bottleneck_step_s",
-    "worst_latency_s", "energy_per_inference_j", *(f"energy.{c}_j" for c in ENERGY_COMPONENTS),
+    "worst_latency_s", "spike_latency_s", "energy_per_inference_j", *(f"energy.{c}_j" for c in ENERGY_COMPONENTS),
     "link_load_max_packets", "link_load_total_packets", "dropped_packets", "spike_agreement", "argmax_agree",
     *MEASUREMENT_COLUMNS,
 )
@@ -104,7 +107,8 @@ def _metrics(mapping: Mapping, report: PlacementReport) -> dict[str, Any]:
         if routing is not None else 0,
         "steps": int(report.steps),
         "bottleneck_step_s": bottleneck,
-        "worst_latency_s": float(report.max_latency_s),
+        "worst_latency_s": float(report.step_time_s.max(initial=0.0)) + float(report.max_latency_s),
+        "spike_latency_s": float(report.max_latency_s),
         "energy_per_inference_j": float(report.energy_j),
         "link_load_max_packets": int(max(per_link, default=0.0)),
         "link_load_total_packets": int(sum(per_link)),
