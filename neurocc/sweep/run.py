@@ -169,10 +169,25 @@ def _run_serial(todo: list[Point], run: Callable[[Point], dict[str, Any]], done:
         done(point, row, True)
 
 
+class _CancelRace(logging.Filter):
+    """Drops one known, harmless traceback: distributed 2026.8's sync() schedules a cancel callback when
+    Ctrl-C lands in a blocking call; if that is before its future exists, the callback raises
+    NameError('future') on the client's loop and tornado logs it, burying the one-line "interrupted"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, NameError) and "'future'" in str(exc))
+
+
+_TORNADO_LOG = logging.getLogger("tornado.application")
+
+
 def _run_dask(client: Any, todo: list[Point], run: Callable[[Point], dict[str, Any]], done: Done,
               embedded: bool) -> None:
     from distributed import as_completed
 
+    if not any(isinstance(f, _CancelRace) for f in _TORNADO_LOG.filters):
+        _TORNADO_LOG.addFilter(_CancelRace())  # before any wait: the callback may run before our except does
     futures = {client.submit(run, p, pure=False, retries=RETRIES, key=f"neurocc-point-{p.point_id}-{time.time_ns()}"):
                p for p in todo}
     try:
