@@ -40,11 +40,11 @@ import sys
 import tempfile
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import nir
 import numpy as np
+from common import cpu_model, version, write_atomically  # bench/: the scripts run as files, so bench/ is on sys.path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUTPUT = RESULTS / "sim_throughput.json"
@@ -220,36 +220,9 @@ def granularity_check(args: argparse.Namespace, name: str = "multilayer_3x400_hi
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
-    except OSError:
-        pass
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {"nproc": os.cpu_count(), "cpu": cpu, "loadavg_at_start": list(os.getloadavg()),
+    return {"nproc": os.cpu_count(), "cpu": cpu_model(), "loadavg_at_start": list(os.getloadavg()),
             "python": platform.python_version(), "numpy": np.__version__, "scipy": version("scipy"),
             "lava-nc": version("lava-nc"), "platform": platform.platform()}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main() -> int:

@@ -38,10 +38,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
+
+from common import cpu_model, version, write_atomically  # bench/: the scripts run as files, so bench/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -50,20 +50,7 @@ DEFAULT_SPEC = REPO / "neurocc" / "examples" / "sweep.toml"
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
-    except OSError:
-        pass
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu": cpu,
+    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu": cpu_model(),
             "loadavg_before": list(os.getloadavg()), "python": platform.python_version(),
             "dask": version("dask"), "distributed": version("distributed"), "pandas": version("pandas"),
             "platform": platform.platform()}
@@ -74,20 +61,6 @@ def git_state() -> dict:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD"), "uncommitted": git("status", "--porcelain").splitlines()}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _noop(point: object) -> str:
