@@ -33,7 +33,7 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 
-from ..ir import IntNetwork
+from ..ir import IntNetwork, IntProjection
 
 CHUNK_SYNAPSES = 4_000_000
 # unique_tuples takes a bool bitmap over the key space up to this many bytes per key (two int64 copies of
@@ -51,8 +51,8 @@ class SynapseChunk:
 
 @dataclass(frozen=True)
 class ProjectionArrays:
-    """Per-projection scalars of an IntNetwork as arrays (inet.projections order), and its CSR arrays
-    and delays as lists (references, not copies), gathered in one pass."""
+    """Per-projection scalars of an IntNetwork as arrays (inet.projections order), and all projections'
+    CSR arrays and delays end to end (CSR-of-projections), gathered once per network (`projection_arrays`)."""
 
     nnz: np.ndarray  # synapses per projection (int64)
     n_post: np.ndarray  # weights.shape[0]
@@ -61,14 +61,70 @@ class ProjectionArrays:
     post_pop: np.ndarray
     pre_offset: np.ndarray  # first global neuron id of the pre population
     post_offset: np.ndarray
-    syn_ptr: np.ndarray  # (n + 1,) first synapse of each projection in the concatenation of all
-    indptr: list[np.ndarray]  # weights.indptr per projection
-    indices: list[np.ndarray]  # weights.indices (pre neuron per synapse)
-    delays: list[np.ndarray]
+    syn_ptr: np.ndarray  # (n + 1,) first synapse of each projection in indices_all / delays_all
+    ptr_ptr: np.ndarray  # (n + 1,) first entry of each projection's indptr (n_post + 1 entries) in indptr_all
+    indptr_all: np.ndarray  # every projection's own indptr (each starts at 0), end to end (int64)
+    indices_all: np.ndarray  # pre neuron per synapse, end to end (the IR's index dtype: int32 usually)
+    delays_all: np.ndarray  # delay per synapse, end to end (the IR's dtype)
+    sign_mixed: np.ndarray  # bool per projection: sign_mode == "mixed"
+    conv: dict[int, IntProjection]  # the conv projections (few) by index
 
     @property
     def size(self) -> int:
         return int(self.nnz.size)
+
+    def indices_of(self, lo: int, hi: int) -> np.ndarray:
+        """Pre indices of projections [lo, hi), end to end (a view)."""
+        return self.indices_all[self.syn_ptr[lo]:self.syn_ptr[hi]]
+
+    def delays_of(self, lo: int, hi: int) -> np.ndarray:
+        return self.delays_all[self.syn_ptr[lo]:self.syn_ptr[hi]]
+
+    def indptr_of(self, lo: int, hi: int) -> np.ndarray:
+        """The indptrs of projections [lo, hi), end to end, each its own (starting at 0): a view."""
+        return self.indptr_all[self.ptr_ptr[lo]:self.ptr_ptr[hi]]
+
+    def take(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indptrs, indices, delays) of projections `ids` (any order), each end to end as for a range."""
+        ids = np.asarray(ids, dtype=np.int64)
+        ptr = _gather_ranges(self.ptr_ptr[ids], self.n_post[ids] + 1)
+        syn = _gather_ranges(self.syn_ptr[ids], self.nnz[ids])
+        return self.indptr_all[ptr], self.indices_all[syn], self.delays_all[syn]
+
+    # Per-projection views, for code not yet on the concatenations (each costs ~1 us per projection).
+    @property
+    def indptr(self) -> list[np.ndarray]:
+        return _views(self.indptr_all, self.ptr_ptr)
+
+    @property
+    def indices(self) -> list[np.ndarray]:
+        return _views(self.indices_all, self.syn_ptr)
+
+    @property
+    def delays(self) -> list[np.ndarray]:
+        return _views(self.delays_all, self.syn_ptr)
+
+
+def _views(values: np.ndarray, ptr: np.ndarray) -> list[np.ndarray]:
+    bounds = ptr.tolist()
+    return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions starts[i] .. starts[i] + lengths[i] - 1 for every i, end to end (int64)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    out = np.ones(total, dtype=np.int64)
+    first = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    live = lengths > 0
+    # At each range's first slot, jump from the previous range's last position to this range's start.
+    prev_end = np.concatenate(([0], (starts + lengths - 1)[live][:-1]))
+    out[first[live]] = starts[live] - prev_end
+    out[0] = starts[live][0]
+    return np.cumsum(out)
 
 
 def neuron_offsets(inet: IntNetwork) -> tuple[dict[str, int], int]:
@@ -81,7 +137,21 @@ def neuron_offsets(inet: IntNetwork) -> tuple[dict[str, int], int]:
     return offsets, total
 
 
+_CACHE_ATTR = "_projection_arrays"
+
+
 def projection_arrays(inet: IntNetwork) -> ProjectionArrays:
+    """The network's ProjectionArrays, gathered on the first call and kept on `inet` (partition, place and
+    route share one gathering; a network whose populations or projections are replaced gathers anew)."""
+    cached = inet.__dict__.get(_CACHE_ATTR)
+    if cached is not None and cached[0] is inet.projections and cached[1] is inet.populations:
+        return cached[2]
+    arrays = _gather(inet)
+    inet.__dict__[_CACHE_ATTR] = (inet.projections, inet.populations, arrays)
+    return arrays
+
+
+def _gather(inet: IntNetwork) -> ProjectionArrays:
     projs = inet.projections
     n = len(projs)
     pop_index = {name: k for k, name in enumerate(inet.populations)}
@@ -97,11 +167,30 @@ def projection_arrays(inet: IntNetwork) -> ProjectionArrays:
     n_pre = np.fromiter(map(itemgetter(1), map(attrgetter("shape"), weights)), dtype=np.int64, count=n)
     pre_pop = np.fromiter(map(pop_index.__getitem__, map(attrgetter("pre"), projs)), dtype=np.int64, count=n)
     post_pop = np.fromiter(map(pop_index.__getitem__, map(attrgetter("post"), projs)), dtype=np.int64, count=n)
+    mixed = np.fromiter(map("mixed".__eq__, map(attrgetter("sign_mode"), projs)), dtype=bool, count=n)
+    conv = {k: projs[k] for k, c in enumerate(map(attrgetter("conv"), projs)) if c is not None}
     syn_ptr = np.zeros(n + 1, dtype=np.int64)
     syn_ptr[1:] = np.cumsum(nnz)
+    ptr_ptr = np.zeros(n + 1, dtype=np.int64)
+    ptr_ptr[1:] = np.cumsum(n_post + 1)
     return ProjectionArrays(nnz=nnz, n_post=n_post, n_pre=n_pre, pre_pop=pre_pop, post_pop=post_pop,
                             pre_offset=pop_offset[pre_pop], post_offset=pop_offset[post_pop], syn_ptr=syn_ptr,
-                            indptr=indptr, indices=indices, delays=delays)
+                            ptr_ptr=ptr_ptr, indptr_all=_concat_as(indptr, np.int64),
+                            indices_all=_concat_as(indices, None), delays_all=_concat_as(delays, None),
+                            sign_mixed=mixed, conv=conv)
+
+
+def _concat_as(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    """The arrays end to end in `dtype` (None: their widest own dtype); a lone array as is."""
+    if dtype is None:
+        dtype = np.result_type(*arrays) if arrays else np.int64
+    if len(arrays) == 1:
+        return arrays[0].astype(dtype, copy=False)
+    if not arrays:
+        return np.zeros(0, dtype=dtype)
+    if len(set(map(attrgetter("dtype"), arrays))) == 1:
+        return concat(arrays).astype(dtype, copy=False)
+    return np.concatenate(arrays).astype(dtype, copy=False)
 
 
 def block_bounds(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
@@ -174,11 +263,21 @@ def chunks(inet: IntNetwork, offsets: dict[str, int]) -> Iterator[SynapseChunk]:
     pop_off = np.asarray([offsets[name] for name in inet.populations], dtype=np.int64)
     for lo, hi in _chunk_ends(arr.nnz):
         nnz = arr.nnz[lo:hi]
-        pre = concat(arr.indices[lo:hi]).astype(np.int64)
+        pre = arr.indices_of(lo, hi).astype(np.int64)
         pre += np.repeat(pop_off[arr.pre_pop[lo:hi]], nnz)
-        post = csr_rows(arr.indptr[lo:hi])
+        post = _rows_of(arr, lo, hi)
         post += np.repeat(pop_off[arr.post_pop[lo:hi]], nnz)
-        yield SynapseChunk(pre, post, concat(arr.delays[lo:hi]).astype(np.int64))
+        yield SynapseChunk(pre, post, arr.delays_of(lo, hi).astype(np.int64))
+
+
+def _rows_of(arr: ProjectionArrays, lo: int, hi: int) -> np.ndarray:
+    """Row (post neuron) of every synapse of projections [lo, hi), end to end (int64), as csr_rows."""
+    counts = np.diff(arr.indptr_of(lo, hi))
+    # Across a seam between two projections the difference is -nnz (or 0): never a row's entries.
+    counts[counts < 0] = 0
+    local = np.arange(counts.size, dtype=np.int64) - np.repeat(arr.ptr_ptr[lo:hi] - arr.ptr_ptr[lo],
+                                                                arr.n_post[lo:hi] + 1)[:-1]
+    return np.repeat(local, counts)
 
 
 def slice_of_neuron(inet: IntNetwork, slices: list, offsets: dict[str, int], total: int,
