@@ -146,12 +146,13 @@ def pacman_python() -> str:
 # ---------------------------------------------------------------- neurocc worker
 
 def same_graph(cfg: dict, seed: int):
-    """The harness's population graph (same RNG draw order) as a neurocc Network."""
+    """The harness's population graph (same RNG draw order) as a neurocc Network whose projections are
+    stored end to end (FloatProjections: how a PyNN-style frontend with 10^5 projections hands them over)."""
     import random
 
     import numpy as np
 
-    from neurocc.compiler.ir import INPUT, Network, Population, make_projection
+    from neurocc.compiler.ir import INPUT, Blocks, Network, Population, make_projection, make_projections
 
     rng = random.Random(seed)
     n = cfg["neurons"]
@@ -162,12 +163,16 @@ def same_graph(cfg: dict, seed: int):
             "tau": np.full(n, 0.02), "r": np.ones(n), "v_leak": np.zeros(n), "v_threshold": np.ones(n),
             "v_reset": np.zeros(n)})
     rows, cols = np.meshgrid(reps, reps, indexing="ij")
-    projections = []
-    for s in range(cfg["pops"]):
-        for t in range(cfg["pops"]):
-            if rng.random() < cfg["p_conn"]:
-                projections.append(make_projection(f"pop{s}", f"pop{t}", rows.ravel(), cols.ravel(),
-                                                   np.full(rows.size, 0.1), np.zeros(rows.size, np.int64), (n, n)))
+    pairs = [(f"pop{s}", f"pop{t}") for s in range(cfg["pops"]) for t in range(cfg["pops"])
+             if rng.random() < cfg["p_conn"]]
+    # Every projection has the same matrix (one synapse per slice pair): build it once, repeat its arrays.
+    one = make_projection("pop0", "pop0", rows.ravel(), cols.ravel(), np.full(rows.size, 0.1),
+                          np.zeros(rows.size, np.int64), (n, n))
+    w, p = one.weights, len(pairs)
+    blocks = Blocks(np.full(p, n, np.int64), np.full(p, n, np.int64), np.arange(p + 1, dtype=np.int64) * (n + 1),
+                    np.tile(w.indptr, p), np.arange(p + 1, dtype=np.int64) * w.nnz, np.tile(w.indices, p),
+                    np.tile(w.data, p), np.tile(one.delays, p))
+    projections = make_projections(list(pops), [a for a, _ in pairs], [b for _, b in pairs], blocks)
     return Network(pops, projections, ["input"], {"out": "pop0"}, 1e-3)
 
 

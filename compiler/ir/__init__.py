@@ -14,14 +14,16 @@ from __future__ import annotations
 from .integer import (
     LIF,
     NETWORK_FILE,
+    SIGN_MODES,
     IntNetwork,
     IntPopulation,
     IntProjection,
+    IntProjections,
     load_int_network,
     save_int_network,
     sign_mode_of,
 )
-from .lowered import LoweredNetwork, LoweredPopulation, LoweredProjection
+from .lowered import LoweredNetwork, LoweredPopulation, LoweredProjection, LoweredProjections
 from .mapping import (
     Emitter,
     Entry,
@@ -41,18 +43,22 @@ from .network import (
     KIND_PARAMS,
     NEURON_KINDS,
     SPIKING_KINDS,
+    FloatProjections,
     Network,
     Population,
     Projection,
     compact_int,
     index_dtype,
     make_projection,
+    make_projections,
 )
+from .table import Blocks, ProjectionTable
 
 __all__ = [
-    "INPUT", "KIND_PARAMS", "LIF", "NETWORK_FILE", "NEURON_KINDS", "SPIKING_KINDS", "Emitter", "Entry",
-    "IntNetwork", "IntPopulation", "IntProjection", "LoweredNetwork", "LoweredPopulation", "LoweredProjection",
-    "Mapping", "MemoryImage", "Network", "Partition", "Placement", "Population", "Projection", "Role", "Routing",
-    "Slice", "SliceUsage", "compact_int", "index_dtype", "json_default", "load_int_network", "make_projection",
+    "INPUT", "KIND_PARAMS", "LIF", "NETWORK_FILE", "NEURON_KINDS", "SIGN_MODES", "SPIKING_KINDS", "Blocks", "Emitter",
+    "Entry", "FloatProjections", "IntNetwork", "IntPopulation", "IntProjection", "IntProjections", "LoweredNetwork",
+    "LoweredPopulation", "LoweredProjection", "LoweredProjections", "Mapping", "MemoryImage", "Network", "Partition",
+    "Placement", "Population", "Projection", "ProjectionTable", "Role", "Routing", "Slice", "SliceUsage",
+    "compact_int", "index_dtype", "json_default", "load_int_network", "make_projection", "make_projections",
     "manifest_default", "save_int_network", "sign_mode_of",
 ]

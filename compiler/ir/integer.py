@@ -21,6 +21,7 @@ from ..targets.target import NumericFormat
 from .conv import Conv, Pool
 from .lif import effective_bias
 from .network import INPUT, SparseSynapses
+from .table import ProjectionTable
 
 LIF = "lif"  # the kind of every non-input integer population
 
@@ -65,10 +66,26 @@ class IntProjection(SparseSynapses):
     conv: Conv | None = None  # the shared kernel (integer mantissas in the IntNetwork); weights == unrolled
 
 
+SIGN_MODES = ("excitatory", "inhibitory", "mixed")
+
+
+@dataclass(eq=False)
+class IntProjections(ProjectionTable[IntProjection]):
+    """An integer network's projections end to end (compiler/ir/table.py): `blocks.data` are the mantissas;
+    per projection its weight exponent and its sign mode (an index into SIGN_MODES)."""
+
+    weight_exp: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sign_mode: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+
+    def _make(self, k: int) -> IntProjection:
+        return IntProjection(self.pre_name(k), self.post_name(k), self.blocks.matrix(k), self.blocks.delays_of(k),
+                             int(self.weight_exp[k]), SIGN_MODES[int(self.sign_mode[k])], self.conv.get(k))
+
+
 @dataclass
 class IntNetwork:
     populations: dict[str, IntPopulation]
-    projections: list[IntProjection]
+    projections: list[IntProjection] | IntProjections
     inputs: list[str]
     outputs: dict[str, list[str]]
     source_pops: dict[str, list[str]]

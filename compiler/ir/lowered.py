@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .conv import Conv
+from .table import ProjectionTable
 
 
 @dataclass
@@ -69,9 +70,38 @@ class LoweredProjection:
 @dataclass
 class LoweredNetwork:
     populations: dict[str, LoweredPopulation]
-    projections: list[LoweredProjection]
+    projections: list[LoweredProjection] | LoweredProjections
     inputs: list[str]
     outputs: dict[str, list[str]]  # NIR output -> lowered populations (in index order of the source)
     dt: float
     source_pops: dict[str, list[str]]  # NIR population -> its lowered populations
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class LoweredProjections(ProjectionTable[LoweredProjection]):
+    """A lowered network's projections end to end (compiler/ir/table.py). `blocks.data` are the base weights
+    (shared with the float network); `gain[k]` is projection k's one gain, or NaN where its rows' gains
+    differ (they are `row_gain[k]`)."""
+
+    gain: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    row_gain: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def _make(self, k: int) -> LoweredProjection:
+        gain = self.row_gain[k] if k in self.row_gain else float(self.gain[k])
+        return LoweredProjection(self.pre_name(k), self.post_name(k), self.blocks.matrix(k), self.blocks.delays_of(k),
+                                 self.conv.get(k), gain)
+
+    def scaled_data(self, lo: int, hi: int) -> np.ndarray:
+        """weights.data of projections [lo, hi) end to end: per synapse the float product each
+        projection's own scaled_data makes (its row's gain x its base weight)."""
+        b = self.blocks
+        a, z = int(b.syn_ptr[lo]), int(b.syn_ptr[hi])
+        data = b.data[a:z]
+        gains = np.repeat(self.gain[lo:hi], b.nnz[lo:hi])
+        for k in (k for k in self.row_gain if lo <= k < hi):  # the few projections with per-row gains
+            p, q = int(b.ptr_ptr[k]), int(b.ptr_ptr[k + 1])
+            s0, s1 = int(b.syn_ptr[k]) - a, int(b.syn_ptr[k + 1]) - a
+            gains[s0:s1] = np.repeat(self.row_gain[k], np.diff(b.indptr[p:q]))
+        gains *= data  # in place: one float array per synapse, not two
+        return gains

@@ -10,11 +10,14 @@ also keeps its kernel (`Projection.conv`, compiler/ir/conv.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+from .table import Blocks, ProjectionTable, name_index
 
 if TYPE_CHECKING:
     from .conv import Conv
@@ -150,7 +153,7 @@ class Network:
     """Float network: NIR semantics, per-neuron parameters, composed projections."""
 
     populations: dict[str, Population]
-    projections: list[Projection]
+    projections: list[Projection] | FloatProjections  # a list, or many projections end to end
     inputs: list[str]
     outputs: dict[str, str]  # NIR output node name -> population name
     dt: float
@@ -173,3 +176,19 @@ class Network:
 
     def input_size(self) -> int:
         return sum(self.populations[n].size for n in self.inputs)
+
+
+@dataclass(eq=False)
+class FloatProjections(ProjectionTable[Projection]):
+    """A float network's projections end to end (compiler/ir/table.py); items are `Projection`s."""
+
+    def _make(self, k: int) -> Projection:
+        return Projection(self.pre_name(k), self.post_name(k), self.blocks.matrix(k), self.blocks.delays_of(k),
+                          self.conv.get(k))
+
+
+def make_projections(names: Sequence[str], pre: Sequence[str], post: Sequence[str], blocks: Blocks) -> FloatProjections:
+    """Projections pre[k] -> post[k] whose weights and delays are `blocks`' matrix k (canonical CSR: each
+    row's indices sorted and distinct, no zero weight, as make_projection makes them)."""
+    pre_index, post_index = name_index(names, pre, post)
+    return FloatProjections(tuple(names), pre_index, post_index, blocks)

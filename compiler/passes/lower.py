@@ -23,7 +23,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ParameterError
-from ..ir import INPUT, LoweredNetwork, LoweredPopulation, LoweredProjection, Network, Projection
+from ..ir import (
+    INPUT,
+    FloatProjections,
+    LoweredNetwork,
+    LoweredPopulation,
+    LoweredProjection,
+    LoweredProjections,
+    Network,
+    Projection,
+)
 from ..ir.conv import Conv
 from ..neuron import coefficients
 from . import segments
@@ -87,8 +96,13 @@ def lower(net: Network) -> LoweredNetwork:
                 alpha_i=_median(c.alpha_i[idx]), alpha_v=_median(c.alpha_v[idx]),
                 bias=bias[idx], spiking=c.spiking, v_scale=span[idx], v_offset=offset[idx],
             )
-    with paused_gc():
-        projections = _lowered_projections(net, pops, source_pops, row_gain, notes)
+    table = net.projections if isinstance(net.projections, FloatProjections) else None
+    projections: list[LoweredProjection] | LoweredProjections | None = None
+    if table is not None:
+        projections = _lowered_table(table, pops, source_pops, row_gain, notes)
+    if projections is None:
+        with paused_gc():
+            projections = _lowered_projections(net, pops, source_pops, row_gain, notes)
     outputs = {out: source_pops[pop] for out, pop in net.outputs.items()}
     return LoweredNetwork(pops, projections, list(net.inputs), outputs, net.dt, source_pops, notes)
 
@@ -133,6 +147,35 @@ def _lowered_projections(net: Network, pops: dict[str, LoweredPopulation], sourc
                     conv = _lowered_conv(proj, row_gain, notes, shareable=single)
                     projections.append(LoweredProjection(pre_name, post_name, sub, sub_delays, conv))
     return projections
+
+
+def _lowered_table(table: FloatProjections, pops: dict[str, LoweredPopulation], source_pops: dict[str, list[str]],
+                   row_gain: dict[str, np.ndarray], notes: list[str]) -> LoweredProjections | None:
+    """_lowered_projections for projections end to end, without an object per projection: the same
+    projections, arrays and gains. None when a population was split (the per-projection path does that)."""
+    if any(len(source_pops[name]) != 1 for name in table.names):
+        return None
+    size = np.array([pops[name].size for name in table.names], np.int64)
+    gains = [row_gain.get(name) for name in table.names]  # None: an input (no incoming weights)
+    rows = np.array([-1 if g is None else g.size for g in gains], np.int64)
+    b = table.blocks
+    bad = np.flatnonzero(b.n_post != rows[table.post])
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"projection {table.pre_name(k)!r} -> {table.post_name(k)!r}: {int(b.n_post[k])} weight "
+                         f"rows for {int(rows[table.post[k]])} neurons of {table.post_name(k)!r}")
+    if np.any(b.n_pre != size[table.pre]):
+        return None
+    shared = np.array([math.nan if g is None else _shared_value(g) for g in gains], np.float64)
+    live = np.flatnonzero(b.nnz > 0)
+    gain = shared[table.post[live]]
+    row = {j: gains[int(table.post[k])] for j, k in enumerate(live.tolist()) if math.isnan(gain[j])}
+    conv = {}
+    for j in np.flatnonzero(np.isin(live, list(table.conv))).tolist():  # few: convolutions keep their kernel
+        conv[j] = _lowered_conv(table[int(live[j])], row_gain, notes, shareable=True)
+    conv = {j: c for j, c in conv.items() if c is not None}
+    blocks = b if live.size == b.size else b.take(live)
+    return LoweredProjections(table.names, table.pre[live], table.post[live], blocks, conv, gain=gain, row_gain=row)
 
 
 def _shared_value(values: np.ndarray) -> float:

@@ -23,10 +23,13 @@ from ..ir import (
     IntNetwork,
     IntPopulation,
     IntProjection,
+    IntProjections,
     LoweredNetwork,
     LoweredProjection,
+    LoweredProjections,
     sign_mode_of,
 )
+from ..ir.table import Blocks
 from ..targets.target import NumericFormat, Target
 from . import segments
 from .segments import (
@@ -157,8 +160,9 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
     scales: dict[str, float] = {}
     notes = list(lnet.notes)
     projs = lnet.projections
-    stats = _Stats.of(projs)
-    peaks = _peaks_by_post(projs, stats)
+    table = projs if isinstance(projs, LoweredProjections) and not projs.conv else None
+    stats = _Stats.of(projs) if table is None else _Stats.of_table(table)
+    peaks = _peaks_by_post(projs, stats) if table is None else _table_peaks_by_post(table, stats)
     for name, lp in lnet.populations.items():
         if lp.kind == INPUT:
             pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, INPUT)
@@ -186,8 +190,11 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
             name, lp.source, lp.index, lp.shape, LIF, du, dv, vth, mant, exp, lp.spiking,
             v_unit=lp.v_scale / (scale * (1 << fmt.activation_shift)), v_offset=lp.v_offset,
         )
-    with paused_gc():
-        projections = _int_projections(projs, stats, scales, target)
+    if table is not None:
+        projections: list[IntProjection] | IntProjections = _int_table(table, stats, scales, target)
+    else:
+        with paused_gc():
+            projections = _int_projections(projs, stats, scales, target)
     return IntNetwork(pops, projections, list(lnet.inputs), dict(lnet.outputs), dict(lnet.source_pops), fmt,
                       target.name, lnet.dt, notes)
 
@@ -219,6 +226,20 @@ class _Stats:
         conv = np.fromiter((p.conv is not None for p in projs), bool, n)
         return cls(nnz, w_min, w_max, n_delays, d_min, d_max, conv)
 
+    @classmethod
+    def of_table(cls, table: LoweredProjections) -> _Stats:
+        b = table.blocks
+        nnz = b.nnz
+        n = nnz.size
+        w_min, w_max = np.zeros(n), np.zeros(n)
+        d_min, d_max = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for a, z in batches(nnz, WEIGHTS_PER_BATCH):
+            data = table.scaled_data(a, z)
+            w_min[a:z], w_max[a:z] = segment_min(data, nnz[a:z]), segment_max(data, nnz[a:z])
+            delays = b.delays[b.syn_ptr[a]:b.syn_ptr[z]]
+            d_min[a:z], d_max[a:z] = segment_min(delays, nnz[a:z]), segment_max(delays, nnz[a:z])
+        return cls(nnz, w_min, w_max, nnz, d_min, d_max, np.zeros(n, bool))
+
     def abs_max(self) -> np.ndarray:
         """max |weight| per projection (0 where empty), without an |data| temporary."""
         return np.maximum(self.w_max, -self.w_min)
@@ -239,6 +260,119 @@ def _peaks_by_post(projs: list[LoweredProjection], stats: _Stats) -> dict[str, t
     np.minimum.at(lo, post_of, peak[live])
     np.maximum.at(hi, post_of, peak[live])
     return {post: (float(a), float(b)) for post, a, b in zip(posts.tolist(), lo.tolist(), hi.tolist(), strict=True)}
+
+
+def _table_peaks_by_post(table: LoweredProjections, stats: _Stats) -> dict[str, tuple[float, float]]:
+    """_peaks_by_post for projections end to end (no convolutions among them)."""
+    peak = stats.abs_max()
+    live = stats.nnz > 0
+    lo, hi = np.full(len(table.names), np.inf), np.full(len(table.names), -np.inf)
+    np.minimum.at(lo, table.post[live], peak[live])
+    np.maximum.at(hi, table.post[live], peak[live])
+    return {table.names[p]: (float(lo[p]), float(hi[p])) for p in np.unique(table.post[live]).tolist()}
+
+
+def _int_table(table: LoweredProjections, stats: _Stats, scales: dict[str, float], target: Target) -> IntProjections:
+    """_int_projections for projections end to end (no convolutions among them): the same integer
+    projections, as one IntProjections, with no object per projection."""
+    fmt = target.format
+    n = len(table)
+    scale = np.array([scales.get(name, math.nan) for name in table.names], np.float64)[table.post]
+    mixed = stats.mixed()
+    m_max = np.where(mixed, _mantissa_max(fmt, "mixed"), fmt.weight_max)
+    peak = stats.abs_max() * scale
+    todo = peak != 0  # peak 0: every mantissa is 0, the projection is dropped
+    exp = np.zeros(n, np.int64)
+    exp[todo] = _exponents(peak[todo], m_max[todo], fmt.weight_exp_min)
+    bad = ((stats.n_delays > 0) & (stats.d_max > fmt.max_delay)) | (todo & (exp > fmt.weight_exp_max))
+    if bad.any():
+        k = int(np.argmax(bad))
+        where = f"projection {table.pre_name(k)!r} -> {table.post_name(k)!r}"
+        if stats.n_delays[k] and stats.d_max[k] > fmt.max_delay:
+            raise QuantizationError(
+                f"{where}: delay {int(stats.d_max[k])} steps exceeds {target.name}'s maximum "
+                f"of {fmt.max_delay}. Fix: shorten the delays, use a larger dt, or a target with longer delays"
+            )
+        raise _exponent_error(where, float(peak[k]), int(exp[k]), fmt)
+    blocks, n_kept, modes = _mantissa_blocks(table, stats, todo, scale, exp, mixed, m_max, fmt)
+    keep = n_kept > 0
+    blocks = blocks if keep.all() else blocks.take(keep)
+    return IntProjections(table.names, table.pre[keep], table.post[keep], blocks, {}, weight_exp=exp[keep],
+                          sign_mode=modes[keep])
+
+
+def _mantissa_blocks(table: LoweredProjections, stats: _Stats, todo: np.ndarray, scale: np.ndarray, exp: np.ndarray,
+                     mixed: np.ndarray, m_max: np.ndarray, fmt: NumericFormat) -> tuple[Blocks, np.ndarray, np.ndarray]:
+    """The integer weights of every projection (synapses whose mantissa is 0 dropped; a projection outside
+    `todo` keeps none), its number of synapses kept and its sign mode (an index into MODES).
+
+    A batch of projections at a time, as _weights. Index arrays and delays stay the lowered network's
+    (shared, not copied) until the first synapse is dropped; from there they are copied, kept ones only,
+    into arrays allocated once."""
+    b = table.blocks
+    dtype = mantissa_dtype(fmt)
+    half = np.where(mixed, 2.0, 1.0)
+    low = np.where(mixed, -(fmt.weight_max + 1), -m_max).astype(np.float64)
+    high = m_max.astype(np.float64)
+    pow2 = np.ldexp(1.0, exp)
+    delays = b.delays.astype(_narrowest(stats), copy=False)
+    total = int(b.syn_ptr[-1])
+    nnz = b.nnz
+    mant_all = np.empty(total, dtype)
+    indices = delays_out = None  # allocated at the first dropped synapse
+    indptr = b.indptr.copy()  # rewritten where synapses are dropped
+    n_kept, modes = np.zeros(nnz.size, np.int64), np.zeros(nnz.size, np.int8)
+    done = 0  # synapses written to the outputs
+    for a, z in batches(nnz, WEIGHTS_PER_BATCH):
+        s0, s1 = int(b.syn_ptr[a]), int(b.syn_ptr[z])
+        sizes = nnz[a:z]
+        data = table.scaled_data(a, z)
+        if z - a == 1:
+            factors = (float(scale[a]), float(pow2[a]), float(half[a]), float(low[a]), float(high[a]))
+        else:
+            factors = tuple(np.repeat(f[a:z], sizes) for f in (scale, pow2, half, low, high))
+        mant = _mantissas(data, *factors, dtype)
+        del data, factors
+        keep = mant != 0
+        if not todo[a:z].all():
+            keep &= np.repeat(todo[a:z], sizes)
+        n_kept[a:z] = segment_count(keep, sizes)
+        lo, hi = segment_min(mant, sizes), segment_max(mant, sizes)
+        modes[a:z] = np.where(lo >= 0, 0, np.where(hi <= 0, 1, 2))
+        if indices is None and keep.all():
+            mant_all[s0:s1] = mant
+            done = s1
+            continue
+        if indices is None:  # the first drop: everything before was kept as it is
+            indices, delays_out = np.empty(total, b.indices.dtype), np.empty(total, delays.dtype)
+            indices[:s0], delays_out[:s0] = b.indices[:s0], delays[:s0]
+        kept = int(keep.sum())
+        mant_all[done:done + kept] = mant[keep]
+        indices[done:done + kept] = b.indices[s0:s1][keep]
+        delays_out[done:done + kept] = delays[s0:s1][keep]
+        # Each projection's indptr counts the kept synapses before each of its rows.
+        before = np.zeros(s1 - s0 + 1, np.int64)
+        np.cumsum(keep, out=before[1:])
+        p0, p1 = int(b.ptr_ptr[a]), int(b.ptr_ptr[z])
+        base = np.repeat(b.syn_ptr[a:z] - s0, b.n_post[a:z] + 1)
+        at = base + b.indptr[p0:p1]
+        indptr[p0:p1] = before[at] - before[base]
+        done += kept
+    if indices is None:
+        return Blocks(b.n_post, b.n_pre, b.ptr_ptr, b.indptr, b.syn_ptr, b.indices, mant_all, delays), n_kept, modes
+    return Blocks(b.n_post, b.n_pre, b.ptr_ptr, indptr, offsets(n_kept), indices[:done], mant_all[:done],
+                  delays_out[:done]), n_kept, modes
+
+
+def _narrowest(stats: _Stats) -> type:
+    """compact_int's type for every delay of the network at once."""
+    live = stats.n_delays > 0
+    lo, hi = (int(stats.d_min[live].min()), int(stats.d_max[live].max())) if live.any() else (0, 0)
+    for dtype in (np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return dtype
+    return np.int64
 
 
 def _int_projections(projs: list[LoweredProjection], stats: _Stats, scales: dict[str, float],
