@@ -169,9 +169,9 @@ def same_graph(cfg: dict, seed: int):
     one = make_projection("pop0", "pop0", rows.ravel(), cols.ravel(), np.full(rows.size, 0.1),
                           np.zeros(rows.size, np.int64), (n, n))
     w, p = one.weights, len(pairs)
-    blocks = Blocks(np.full(p, n, np.int64), np.full(p, n, np.int64), np.arange(p + 1, dtype=np.int64) * (n + 1),
-                    np.tile(w.indptr, p), np.arange(p + 1, dtype=np.int64) * w.nnz, np.tile(w.indices, p),
-                    np.tile(w.data, p), np.tile(one.delays, p))
+    rows = np.repeat(np.arange(n, dtype=w.indices.dtype), np.diff(w.indptr))
+    blocks = Blocks(np.full(p, n, np.int64), np.full(p, n, np.int64), np.arange(p + 1, dtype=np.int64) * w.nnz,
+                    np.tile(w.indices, p), np.tile(w.data, p), np.tile(one.delays, p), rows=np.tile(rows, p))
     projections = make_projections(list(pops), [a for a, _ in pairs], [b for _, b in pairs], blocks)
     return Network(pops, projections, ["input"], {"out": "pop0"}, 1e-3)
 

@@ -62,9 +62,15 @@ def _population_graph(seed: int, n_pops: int = 30, sizes=(1, 5, 40, 130), big_de
     return Network(pops, projs, ["input"], {"out": "p2"}, 1e-3)
 
 
-def _as_table(net: Network) -> Network:
+def _as_table(net: Network, form: str = "smaller") -> Network:
     ps = net.projections
     blocks = Blocks.of([p.weights for p in ps], [p.delays for p in ps])
+    if form == "rows":
+        blocks = Blocks(blocks.n_post, blocks.n_pre, blocks.syn_ptr, blocks.indices, blocks.data, blocks.delays,
+                        rows=blocks.rows())
+    elif form == "indptr":
+        blocks = Blocks(blocks.n_post, blocks.n_pre, blocks.syn_ptr, blocks.indices, blocks.data, blocks.delays,
+                        indptr=blocks.indptr)
     table = make_projections(list(net.populations), [p.pre for p in ps], [p.post for p in ps], blocks)
     return dataclasses.replace(net, projections=table)
 
@@ -81,12 +87,12 @@ def _assert_same_projections(a, b) -> None:
         assert getattr(x, "sign_mode", None) == getattr(y, "sign_mode", None)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("seed", "form"), [(0, "rows"), (1, "indptr"), (2, "smaller")])
 @pytest.mark.parametrize("target_name", ["loihi2", "spinnaker2"])
-def test_table_compiles_to_what_the_list_compiles_to(seed: int, target_name: str) -> None:
+def test_table_compiles_to_what_the_list_compiles_to(seed: int, form: str, target_name: str) -> None:
     target = load_target(target_name)
     net = _population_graph(seed)
-    tnet = _as_table(net)
+    tnet = _as_table(net, form)
     assert isinstance(tnet.projections, FloatProjections)
     lnet, tlnet = lower(net), lower(tnet)
     assert isinstance(tlnet.projections, LoweredProjections)
@@ -150,3 +156,20 @@ def test_blocks_take_and_gather_ranges() -> None:
     assert np.array_equal(sub.delays, [3, 4, 1, 2])
     kept = blocks.take(blocks.nnz > 0)  # only empty matrices dropped: the entries are shared
     assert kept.data is blocks.data and kept.size == 2
+
+
+def test_blocks_row_forms_agree() -> None:
+    """The per-entry rows and the per-matrix indptrs describe the same matrices, whichever is stored."""
+    rng = np.random.default_rng(7)
+    mats = [sp.csr_array(rng.random((m, 4)) * (rng.random((m, 4)) < 0.3)) for m in (3, 0, 5, 1, 6)]
+    delays = [np.arange(w.nnz) for w in mats]
+    wide = Blocks.of(mats, delays)
+    assert wide.has_rows  # more indptr entries than synapses: the rows are stored
+    by_indptr = Blocks(wide.n_post, wide.n_pre, wide.syn_ptr, wide.indices, wide.data, wide.delays,
+                       indptr=wide.indptr)
+    assert np.array_equal(by_indptr.rows(), wide.rows())
+    assert np.array_equal(np.concatenate([w.indptr for w in mats]), wide.indptr)
+    for k, w in enumerate(mats):
+        for blocks in (wide, by_indptr):
+            assert (blocks.matrix(k) != w).nnz == 0 and np.array_equal(blocks.matrix(k).indptr, w.indptr)
+            assert np.array_equal(blocks.rows_of(k), np.repeat(np.arange(w.shape[0]), np.diff(w.indptr)))

@@ -100,8 +100,7 @@ class LoweredProjections(ProjectionTable[LoweredProjection]):
         data = b.data[a:z]
         gains = np.repeat(self.gain[lo:hi], b.nnz[lo:hi])
         for k in (k for k in self.row_gain if lo <= k < hi):  # the few projections with per-row gains
-            p, q = int(b.ptr_ptr[k]), int(b.ptr_ptr[k + 1])
-            s0, s1 = int(b.syn_ptr[k]) - a, int(b.syn_ptr[k + 1]) - a
-            gains[s0:s1] = np.repeat(self.row_gain[k], np.diff(b.indptr[p:q]))
+            s0, s1 = int(b.syn_ptr[k]), int(b.syn_ptr[k + 1])
+            gains[s0 - a:s1 - a] = self.row_gain[k][b.rows_of(k)]
         gains *= data  # in place: one float array per synapse, not two
         return gains

@@ -113,21 +113,24 @@ def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(step)
 
 
-@dataclass(eq=False)
 class Blocks:
     """P sparse matrices (post x pre) with one delay per stored entry, end to end.
 
-    Matrix k: rows n_post[k], columns n_pre[k]; its own indptr (n_post[k] + 1 entries, from 0) is
-    indptr[ptr_ptr[k]:ptr_ptr[k + 1]]; its entries are data/indices/delays[syn_ptr[k]:syn_ptr[k + 1]]."""
+    Matrix k: rows n_post[k], columns n_pre[k]; its entries are data/indices/delays[syn_ptr[k]:syn_ptr[k + 1]],
+    in CSR order. Where each entry's row is says either of two forms, whichever is smaller: per matrix its own
+    indptr (`indptr`, n_post[k] + 1 entries from 0, at ptr_ptr[k]), or per entry its row (`rows`). A graph of
+    256k projections of 250 rows and one synapse each needs 64M indptr entries but 256k rows; a 1M x 1M
+    matrix of 100M synapses the other way round. The other form is derived on first use and kept."""
 
-    n_post: np.ndarray  # int64 (P,)
-    n_pre: np.ndarray  # int64 (P,)
-    ptr_ptr: np.ndarray  # int64 (P + 1,)
-    indptr: np.ndarray  # the index dtype (int32 while every matrix fits)
-    syn_ptr: np.ndarray  # int64 (P + 1,)
-    indices: np.ndarray  # the index dtype
-    data: np.ndarray
-    delays: np.ndarray
+    def __init__(self, n_post: np.ndarray, n_pre: np.ndarray, syn_ptr: np.ndarray, indices: np.ndarray,
+                 data: np.ndarray, delays: np.ndarray, *, indptr: np.ndarray | None = None,
+                 ptr_ptr: np.ndarray | None = None, rows: np.ndarray | None = None) -> None:
+        if indptr is None and rows is None:
+            raise ValueError("Blocks needs indptr (with ptr_ptr) or rows")
+        self.n_post, self.n_pre, self.syn_ptr = n_post, n_pre, syn_ptr
+        self.indices, self.data, self.delays = indices, data, delays
+        self._indptr, self._rows = indptr, rows
+        self._ptr_ptr = ptr_ptr if ptr_ptr is not None or indptr is None else offsets(n_post + 1)
 
     @property
     def size(self) -> int:
@@ -137,51 +140,109 @@ class Blocks:
     def nnz(self) -> np.ndarray:
         return np.diff(self.syn_ptr)
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether the entries' rows are stored (else they are derived from the indptrs on first use)."""
+        return self._rows is not None
+
+    @property
+    def ptr_ptr(self) -> np.ndarray:
+        if self._ptr_ptr is None:
+            self._ptr_ptr = offsets(self.n_post + 1)
+        return self._ptr_ptr
+
+    @property
+    def indptr(self) -> np.ndarray:
+        """Every matrix's own indptr, end to end (derived from the rows on first use)."""
+        if self._indptr is None:
+            rows = self._rows.astype(np.int64)
+            # Entry j of matrix k sits in flat row ptr_ptr[k] - k + rows[j]; count entries per flat row.
+            flat = rows + np.repeat(self.ptr_ptr[:-1] - np.arange(self.size), self.nnz)
+            counts = np.bincount(flat, minlength=int(self.n_post.sum()))
+            out = np.zeros(int(self.ptr_ptr[-1]), self.indices.dtype)
+            starts = self.ptr_ptr[:-1]
+            body = np.ones(out.size, bool)
+            body[starts] = False  # each matrix's leading 0
+            out[body] = counts
+            # Cumulative sum within each matrix: a global cumsum less its value at each matrix's start.
+            total = np.cumsum(out, dtype=np.int64)
+            out[:] = total - np.repeat(total[starts], self.n_post + 1)
+            self._indptr = out
+        return self._indptr
+
+    def rows(self) -> np.ndarray:
+        """Row (post neuron, within its matrix) of every entry, end to end."""
+        if self._rows is None:
+            counts = np.diff(self.indptr.astype(np.int64))
+            counts[counts < 0] = 0  # across a seam between two matrices: -nnz, never a row's entries
+            start = np.repeat(self.ptr_ptr[:-1], self.n_post + 1)[:-1]
+            self._rows = np.repeat(np.arange(counts.size, dtype=np.int64) - start, counts).astype(
+                self.indices.dtype, copy=False)
+        return self._rows
+
+    def rows_of(self, k: int) -> np.ndarray:
+        """Row of every entry of matrix k (without deriving every matrix's rows)."""
+        a, b = int(self.syn_ptr[k]), int(self.syn_ptr[k + 1])
+        if self._rows is not None:
+            return self._rows[a:b]
+        p = int(self.ptr_ptr[k])
+        return np.repeat(np.arange(int(self.n_post[k])), np.diff(self._indptr[p:p + int(self.n_post[k]) + 1]))
+
     def matrix(self, k: int, data: np.ndarray | None = None) -> sp.csr_array:
         """Matrix k as a csr_array whose arrays are views into the blocks (`data` replaces its values)."""
         a, b = int(self.syn_ptr[k]), int(self.syn_ptr[k + 1])
-        p, q = int(self.ptr_ptr[k]), int(self.ptr_ptr[k + 1])
+        m = int(self.n_post[k])
+        if self._indptr is not None:
+            p = int(self.ptr_ptr[k])
+            indptr = self._indptr[p:p + m + 1]
+        else:  # its rows are sorted (CSR order): the indptr is where each row starts
+            indptr = np.searchsorted(self._rows[a:b], np.arange(m + 1), side="left").astype(self.indices.dtype)
         values = self.data[a:b] if data is None else data
-        return csr(values, self.indices[a:b], self.indptr[p:q], (int(self.n_post[k]), int(self.n_pre[k])))
+        return csr(values, self.indices[a:b], indptr, (m, int(self.n_pre[k])))
 
     def delays_of(self, k: int) -> np.ndarray:
         return self.delays[int(self.syn_ptr[k]):int(self.syn_ptr[k + 1])]
 
-    def rows(self) -> np.ndarray:
-        """Row (post neuron, within its matrix) of every entry, end to end (int64)."""
-        counts = np.diff(self.indptr.astype(np.int64))
-        counts[counts < 0] = 0  # across a seam between two matrices: -nnz, never a row's entries
-        start = np.repeat(self.ptr_ptr[:-1], self.n_post + 1)[:-1]
-        return np.repeat(np.arange(counts.size, dtype=np.int64) - start, counts)
-
-    def with_data(self, data: np.ndarray) -> Blocks:
-        return Blocks(self.n_post, self.n_pre, self.ptr_ptr, self.indptr, self.syn_ptr, self.indices, data,
-                      self.delays)
+    def with_data(self, data: np.ndarray, delays: np.ndarray | None = None) -> Blocks:
+        """The same matrices with new values (and delays)."""
+        return Blocks(self.n_post, self.n_pre, self.syn_ptr, self.indices, data,
+                      self.delays if delays is None else delays, indptr=self._indptr, ptr_ptr=self._ptr_ptr,
+                      rows=self._rows)
 
     def take(self, ids: np.ndarray) -> Blocks:
         """Matrices `ids` (an index array or a boolean mask over matrices), in that order."""
         ids = np.flatnonzero(ids) if np.asarray(ids).dtype == bool else np.asarray(ids, np.int64)
-        nnz, rows = self.nnz[ids], self.n_post[ids]
+        nnz, n_rows = self.nnz[ids], self.n_post[ids]
         syn = gather_ranges(self.syn_ptr[ids], nnz)
+        rows = None
         if syn.size == self.indices.size and (syn.size == 0 or (syn[0] == 0 and bool(np.all(np.diff(syn) == 1)))):
             data, indices, delays = self.data, self.indices, self.delays  # every entry kept, in order: shared
+            rows = self._rows
         else:
             data, indices, delays = self.data[syn], self.indices[syn], self.delays[syn]
-        return Blocks(rows, self.n_pre[ids], offsets(rows + 1), self.indptr[gather_ranges(self.ptr_ptr[ids], rows + 1)],
-                      offsets(nnz), indices, data, delays)
+            rows = None if self._rows is None else self._rows[syn]
+        if rows is not None:
+            return Blocks(n_rows, self.n_pre[ids], offsets(nnz), indices, data, delays, rows=rows)
+        indptr = self._indptr[gather_ranges(self.ptr_ptr[ids], n_rows + 1)]
+        return Blocks(n_rows, self.n_pre[ids], offsets(nnz), indices, data, delays, indptr=indptr,
+                      ptr_ptr=offsets(n_rows + 1))
 
     @classmethod
     def of(cls, matrices: Sequence[sp.csr_array], delays: Sequence[np.ndarray]) -> Blocks:
-        """The matrices and their delays end to end (copied; a lone matrix's arrays are kept)."""
+        """The matrices and their delays end to end (copied; a lone matrix's arrays are kept), in the
+        smaller of the two row forms."""
         n = len(matrices)
         shapes = np.array([w.shape for w in matrices], np.int64).reshape(n, 2)
         nnz = np.fromiter((w.indptr[-1] for w in matrices), np.int64, n)
         itype = _index_dtype(int(shapes.max(initial=0)), int(nnz.max(initial=0)),
                              [w.indices.dtype for w in matrices] + [w.indptr.dtype for w in matrices])
-        return cls(shapes[:, 0], shapes[:, 1], offsets(shapes[:, 0] + 1),
-                   _joined([w.indptr for w in matrices], itype), offsets(nnz),
-                   _joined([w.indices for w in matrices], itype),
-                   _joined([w.data for w in matrices], None), _joined(list(delays), None))
+        common = (shapes[:, 0], shapes[:, 1], offsets(nnz), _joined([w.indices for w in matrices], itype),
+                  _joined([w.data for w in matrices], None), _joined(list(delays), None))
+        indptr = _joined([w.indptr for w in matrices], itype)
+        blocks = cls(*common, indptr=indptr)
+        if indptr.size > int(nnz.sum()):
+            blocks = cls(*common, rows=blocks.rows())
+        return blocks
 
 
 def _index_dtype(largest_dim: int, largest_nnz: int, dtypes: list[np.dtype]) -> type:

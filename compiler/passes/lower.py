@@ -169,7 +169,8 @@ def _lowered_table(table: FloatProjections, pops: dict[str, LoweredPopulation], 
     shared = np.array([math.nan if g is None else _shared_value(g) for g in gains], np.float64)
     live = np.flatnonzero(b.nnz > 0)
     gain = shared[table.post[live]]
-    row = {j: gains[int(table.post[k])] for j, k in enumerate(live.tolist()) if math.isnan(gain[j])}
+    per_row = np.flatnonzero(np.isnan(gain))  # posts whose neurons' gains differ
+    row = {j: gains[p] for j, p in zip(per_row.tolist(), table.post[live[per_row]].tolist(), strict=True)}
     conv = {}
     for j in np.flatnonzero(np.isin(live, list(table.conv))).tolist():  # few: convolutions keep their kernel
         conv[j] = _lowered_conv(table[int(live[j])], row_gain, notes, shareable=True)

@@ -319,8 +319,8 @@ def _mantissa_blocks(table: LoweredProjections, stats: _Stats, todo: np.ndarray,
     total = int(b.syn_ptr[-1])
     nnz = b.nnz
     mant_all = np.empty(total, dtype)
-    indices = delays_out = None  # allocated at the first dropped synapse
-    indptr = b.indptr.copy()  # rewritten where synapses are dropped
+    by_rows = b.has_rows
+    indices = delays_out = rows = indptr = None  # allocated at the first dropped synapse
     n_kept, modes = np.zeros(nnz.size, np.int64), np.zeros(nnz.size, np.int8)
     done = 0  # synapses written to the outputs
     for a, z in batches(nnz, WEIGHTS_PER_BATCH):
@@ -346,22 +346,29 @@ def _mantissa_blocks(table: LoweredProjections, stats: _Stats, todo: np.ndarray,
         if indices is None:  # the first drop: everything before was kept as it is
             indices, delays_out = np.empty(total, b.indices.dtype), np.empty(total, delays.dtype)
             indices[:s0], delays_out[:s0] = b.indices[:s0], delays[:s0]
+            if by_rows:
+                rows = np.empty(total, b.rows().dtype)
+                rows[:s0] = b.rows()[:s0]
+            else:
+                indptr = b.indptr.copy()
         kept = int(keep.sum())
         mant_all[done:done + kept] = mant[keep]
         indices[done:done + kept] = b.indices[s0:s1][keep]
         delays_out[done:done + kept] = delays[s0:s1][keep]
-        # Each projection's indptr counts the kept synapses before each of its rows.
-        before = np.zeros(s1 - s0 + 1, np.int64)
-        np.cumsum(keep, out=before[1:])
-        p0, p1 = int(b.ptr_ptr[a]), int(b.ptr_ptr[z])
-        base = np.repeat(b.syn_ptr[a:z] - s0, b.n_post[a:z] + 1)
-        at = base + b.indptr[p0:p1]
-        indptr[p0:p1] = before[at] - before[base]
+        if by_rows:
+            rows[done:done + kept] = b.rows()[s0:s1][keep]
+        else:  # each projection's indptr counts the kept synapses before each of its rows
+            before = np.zeros(s1 - s0 + 1, np.int64)
+            np.cumsum(keep, out=before[1:])
+            p0, p1 = int(b.ptr_ptr[a]), int(b.ptr_ptr[z])
+            base = np.repeat(b.syn_ptr[a:z] - s0, b.n_post[a:z] + 1)
+            indptr[p0:p1] = before[base + b.indptr[p0:p1]] - before[base]
         done += kept
     if indices is None:
-        return Blocks(b.n_post, b.n_pre, b.ptr_ptr, b.indptr, b.syn_ptr, b.indices, mant_all, delays), n_kept, modes
-    return Blocks(b.n_post, b.n_pre, b.ptr_ptr, indptr, offsets(n_kept), indices[:done], mant_all[:done],
-                  delays_out[:done]), n_kept, modes
+        return b.with_data(mant_all, delays), n_kept, modes
+    form = {"rows": rows[:done]} if by_rows else {"indptr": indptr, "ptr_ptr": b.ptr_ptr}
+    return Blocks(b.n_post, b.n_pre, offsets(n_kept), indices[:done], mant_all[:done], delays_out[:done],
+                  **form), n_kept, modes
 
 
 def _narrowest(stats: _Stats) -> type:

@@ -34,6 +34,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from ..ir import SIGN_MODES, IntNetwork, IntProjection, IntProjections
+from ..ir.table import Blocks, gather_ranges
 
 CHUNK_SYNAPSES = 4_000_000
 # unique_tuples takes a bool bitmap over the key space up to this many bytes per key (two int64 copies of
@@ -52,7 +53,7 @@ class SynapseChunk:
 @dataclass(frozen=True)
 class ProjectionArrays:
     """Per-projection scalars of an IntNetwork as arrays (inet.projections order), and all projections'
-    CSR arrays and delays end to end (CSR-of-projections), gathered once per network (`projection_arrays`)."""
+    synapses end to end (`blocks`, compiler/ir/table.py), gathered once per network (`projection_arrays`)."""
 
     nnz: np.ndarray  # synapses per projection (int64)
     n_post: np.ndarray  # weights.shape[0]
@@ -61,17 +62,38 @@ class ProjectionArrays:
     post_pop: np.ndarray
     pre_offset: np.ndarray  # first global neuron id of the pre population
     post_offset: np.ndarray
-    syn_ptr: np.ndarray  # (n + 1,) first synapse of each projection in indices_all / delays_all
-    ptr_ptr: np.ndarray  # (n + 1,) first entry of each projection's indptr (n_post + 1 entries) in indptr_all
-    indptr_all: np.ndarray  # every projection's own indptr (each starts at 0), end to end (int64)
-    indices_all: np.ndarray  # pre neuron per synapse, end to end (the IR's index dtype: int32 usually)
-    delays_all: np.ndarray  # delay per synapse, end to end (the IR's dtype)
+    syn_ptr: np.ndarray  # (n + 1,) first synapse of each projection in indices_all / delays_all / rows_all
+    blocks: Blocks  # the synapses: indices, delays, and rows (per synapse) or indptrs (per projection)
     sign_mixed: np.ndarray  # bool per projection: sign_mode == "mixed"
     conv: dict[int, IntProjection]  # the conv projections (few) by index
 
     @property
     def size(self) -> int:
         return int(self.nnz.size)
+
+    @property
+    def indices_all(self) -> np.ndarray:
+        """Pre neuron (within its population) of every synapse, end to end (the IR's index dtype)."""
+        return self.blocks.indices
+
+    @property
+    def delays_all(self) -> np.ndarray:
+        return self.blocks.delays
+
+    @property
+    def rows_all(self) -> np.ndarray:
+        """Post neuron (row, within its population) of every synapse, end to end. Prefer it to indptr_all on
+        graphs of many small projections: 256k projections of 250 rows are 64M indptr entries, 256k rows."""
+        return self.blocks.rows()
+
+    @property
+    def indptr_all(self) -> np.ndarray:
+        """Every projection's own indptr (n_post + 1 entries from 0), end to end, at ptr_ptr."""
+        return self.blocks.indptr
+
+    @property
+    def ptr_ptr(self) -> np.ndarray:
+        return self.blocks.ptr_ptr
 
     def indices_of(self, lo: int, hi: int) -> np.ndarray:
         """Pre indices of projections [lo, hi), end to end (a view)."""
@@ -80,6 +102,9 @@ class ProjectionArrays:
     def delays_of(self, lo: int, hi: int) -> np.ndarray:
         return self.delays_all[self.syn_ptr[lo]:self.syn_ptr[hi]]
 
+    def rows_of(self, lo: int, hi: int) -> np.ndarray:
+        return self.rows_all[self.syn_ptr[lo]:self.syn_ptr[hi]]
+
     def indptr_of(self, lo: int, hi: int) -> np.ndarray:
         """The indptrs of projections [lo, hi), end to end, each its own (starting at 0): a view."""
         return self.indptr_all[self.ptr_ptr[lo]:self.ptr_ptr[hi]]
@@ -87,9 +112,14 @@ class ProjectionArrays:
     def take(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indptrs, indices, delays) of projections `ids` (any order), each end to end as for a range."""
         ids = np.asarray(ids, dtype=np.int64)
-        ptr = _gather_ranges(self.ptr_ptr[ids], self.n_post[ids] + 1)
-        syn = _gather_ranges(self.syn_ptr[ids], self.nnz[ids])
+        ptr = gather_ranges(self.ptr_ptr[ids], self.n_post[ids] + 1)
+        syn = gather_ranges(self.syn_ptr[ids], self.nnz[ids])
         return self.indptr_all[ptr], self.indices_all[syn], self.delays_all[syn]
+
+    def take_synapses(self, ids: np.ndarray) -> np.ndarray:
+        """Positions (in indices_all, delays_all, rows_all) of the synapses of projections `ids`, in that order."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return gather_ranges(self.syn_ptr[ids], self.nnz[ids])
 
     # Per-projection views, for code not yet on the concatenations (each costs ~1 us per projection).
     @property
@@ -108,23 +138,6 @@ class ProjectionArrays:
 def _views(values: np.ndarray, ptr: np.ndarray) -> list[np.ndarray]:
     bounds = ptr.tolist()
     return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def _gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Positions starts[i] .. starts[i] + lengths[i] - 1 for every i, end to end (int64)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    out = np.ones(total, dtype=np.int64)
-    first = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=first[1:])
-    live = lengths > 0
-    # At each range's first slot, jump from the previous range's last position to this range's start.
-    prev_end = np.concatenate(([0], (starts + lengths - 1)[live][:-1]))
-    out[first[live]] = starts[live] - prev_end
-    out[0] = starts[live][0]
-    return np.cumsum(out)
 
 
 def neuron_offsets(inet: IntNetwork) -> tuple[dict[str, int], int]:
@@ -173,13 +186,11 @@ def _gather(inet: IntNetwork) -> ProjectionArrays:
     conv = {k: projs[k] for k, c in enumerate(map(attrgetter("conv"), projs)) if c is not None}
     syn_ptr = np.zeros(n + 1, dtype=np.int64)
     syn_ptr[1:] = np.cumsum(nnz)
-    ptr_ptr = np.zeros(n + 1, dtype=np.int64)
-    ptr_ptr[1:] = np.cumsum(n_post + 1)
+    blocks = Blocks(n_post, n_pre, syn_ptr, _concat_as(indices, None), np.zeros(0), _concat_as(delays, None),
+                    indptr=_concat_as(indptr, None))
     return ProjectionArrays(nnz=nnz, n_post=n_post, n_pre=n_pre, pre_pop=pre_pop, post_pop=post_pop,
                             pre_offset=pop_offset[pre_pop], post_offset=pop_offset[post_pop], syn_ptr=syn_ptr,
-                            ptr_ptr=ptr_ptr, indptr_all=_concat_as(indptr, np.int64),
-                            indices_all=_concat_as(indices, None), delays_all=_concat_as(delays, None),
-                            sign_mixed=mixed, conv=conv)
+                            blocks=blocks, sign_mixed=mixed, conv=conv)
 
 
 def _of_table(inet: IntNetwork, table: IntProjections) -> ProjectionArrays:
@@ -190,8 +201,7 @@ def _of_table(inet: IntNetwork, table: IntProjections) -> ProjectionArrays:
     b = table.blocks
     return ProjectionArrays(nnz=b.nnz, n_post=b.n_post, n_pre=b.n_pre, pre_pop=pre_pop, post_pop=post_pop,
                             pre_offset=pop_offset[pre_pop], post_offset=pop_offset[post_pop], syn_ptr=b.syn_ptr,
-                            ptr_ptr=b.ptr_ptr, indptr_all=b.indptr.astype(np.int64, copy=False), indices_all=b.indices,
-                            delays_all=b.delays, sign_mixed=table.sign_mode == SIGN_MODES.index("mixed"),
+                            blocks=b, sign_mixed=table.sign_mode == SIGN_MODES.index("mixed"),
                             conv={k: table[k] for k in table.conv})
 
 
@@ -280,19 +290,9 @@ def chunks(inet: IntNetwork, offsets: dict[str, int]) -> Iterator[SynapseChunk]:
         nnz = arr.nnz[lo:hi]
         pre = arr.indices_of(lo, hi).astype(np.int64)
         pre += np.repeat(pop_off[arr.pre_pop[lo:hi]], nnz)
-        post = _rows_of(arr, lo, hi)
+        post = arr.rows_of(lo, hi).astype(np.int64)
         post += np.repeat(pop_off[arr.post_pop[lo:hi]], nnz)
         yield SynapseChunk(pre, post, arr.delays_of(lo, hi).astype(np.int64))
-
-
-def _rows_of(arr: ProjectionArrays, lo: int, hi: int) -> np.ndarray:
-    """Row (post neuron) of every synapse of projections [lo, hi), end to end (int64), as csr_rows."""
-    counts = np.diff(arr.indptr_of(lo, hi))
-    # Across a seam between two projections the difference is -nnz (or 0): never a row's entries.
-    counts[counts < 0] = 0
-    local = np.arange(counts.size, dtype=np.int64) - np.repeat(arr.ptr_ptr[lo:hi] - arr.ptr_ptr[lo],
-                                                                arr.n_post[lo:hi] + 1)[:-1]
-    return np.repeat(local, counts)
 
 
 def slice_of_neuron(inet: IntNetwork, slices: list, offsets: dict[str, int], total: int,
