@@ -24,6 +24,7 @@ for the same reason.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -237,6 +238,15 @@ class _Table:
     post_slots: np.ndarray
     post_stage: np.ndarray
     blocks: list[tuple[int, int]]  # column ranges of about BLOCK_SYNAPSES synapses
+    # The same synapses in CSR order (the block's projections end to end, rows by post neuron), for the
+    # fitting rounds: per synapse the distance to the previous post neuron of its column (GAP_CAP if none
+    # or farther), per non-empty CSR row its global post neuron, length and projection. None when some
+    # synapse has a delay stage (rows are then split by stage too: the rounds take the column pass).
+    gap: np.ndarray | None
+    row_neuron: np.ndarray | None
+    row_len: np.ndarray | None
+    row_proj: np.ndarray | None
+    row_blocks: list[tuple[int, int, int, int]]  # (row lo, row hi, synapse lo, synapse hi) per build block
 
     def block(self, c0: int, c1: int) -> tuple[int, int, np.ndarray]:
         """Synapse range of columns [c0, c1) and the columns' first synapses within it."""
@@ -277,25 +287,34 @@ def _table(arr: ProjectionArrays, total: int, slots: int) -> tuple[_Table, np.nd
     n_syn = int(arr.nnz.sum())
     post = np.empty(n_syn, dtype=idx)  # filled block by block: no second copy of the table
     stage: np.ndarray | None = None
-    parts = []
-    base = 0
+    gap = np.empty(n_syn, dtype=np.uint16)
+    parts, rows, row_blocks = [], [], []
+    base = row_base = 0
     work = (arr.nnz + arr.n_post + arr.n_pre)[order]  # what one block concatenates or transposes
     for lo, hi in block_bounds(work, BLOCK_SYNAPSES):
-        block_post, block_stage, first, col_pre, col_proj = _table_block(arr, order[lo:hi], slots, per_neuron,
-                                                                         max_delay)
+        (block_post, block_stage, first, col_pre, col_proj, block_gap,
+         block_rows) = _table_block(arr, order[lo:hi], slots, per_neuron, max_delay)
         end = base + block_post.size
         post[base:end] = block_post
         if block_stage is not None:
             if stage is None:
                 stage = np.zeros(n_syn, dtype=np.int16)
             stage[base:end] = block_stage
+        if block_gap is not None:
+            gap[base:end] = block_gap
         parts.append((first + base, col_pre, col_proj))
-        base = end
+        rows.append(block_rows)
+        row_blocks.append((row_base, row_base + block_rows[0].size, base, end))
+        base, row_base = end, row_base + block_rows[0].size
+    if stage is not None:
+        gap = None
+    row_neuron, row_len, row_proj = (np.concatenate(x) for x in zip(*rows, strict=True)) if rows else (None,) * 3
     col_ptr, col_pre, col_proj = ([np.concatenate(x)] for x in zip(*parts, strict=True)) if parts else ([], [], [])
     col_ptr = np.concatenate(col_ptr + [np.array([base], dtype=np.int64)])
     table = _Table(post, stage, col_ptr, col_pre[0] if col_pre else np.zeros(0, np.int64),
                    col_proj[0] if col_proj else np.zeros(0, np.int64),
-                   *per_neuron, block_bounds(np.diff(col_ptr), BLOCK_SYNAPSES))
+                   *per_neuron, block_bounds(np.diff(col_ptr), BLOCK_SYNAPSES), gap,
+                   row_neuron, row_len, row_proj, row_blocks)
     return table, max_delay
 
 
@@ -335,7 +354,7 @@ def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
     else:
         indptr = np.zeros(int(n_post.sum()) + 1, dtype=np.int64)
         indptr[row_off[row_owner] + row + 1] = row_len
-        data = np.arange(n_syn, dtype=np.int64) if staged else np.ones(n_syn, dtype=np.int8)
+        data = np.arange(n_syn, dtype=np.int32 if n_syn < np.iinfo(np.int32).max else np.int64)
         csc = sp.csr_array((data, pre, np.cumsum(indptr)), shape=(indptr.size - 1, int(n_pre.sum()))).tocsc()
         col_len = np.diff(csc.indptr)
         cols = np.flatnonzero(col_len)
@@ -343,10 +362,32 @@ def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
         syn_col_owner = np.repeat(col_owner, col_len[cols])
         post = arr.post_offset[ids][syn_col_owner] + csc.indices - row_off[syn_col_owner]
         first = csc.indptr[cols].astype(np.int64)
-        order = csc.data if staged else None
+        order = csc.data
     stage = (delays[order] // slots).astype(np.int16) if staged else None
     col_pre = arr.pre_offset[ids][col_owner] + cols - col_off[col_owner]
-    return [post, stage, first, col_pre, ids[col_owner]]
+    gap = None if staged else _csr_gaps(post, first, order)
+    rows = (neuron, row_len.astype(np.int32), ids[row_owner].astype(np.int32))
+    return [post, stage, first, col_pre, ids[col_owner], gap, rows]
+
+
+# Gaps at or over this (and a column's first synapse) are stored as it: slices of up to GAP_CAP neurons
+# can be counted from the gaps (a synapse starts a row when its gap exceeds its offset in its slice).
+GAP_CAP = np.iinfo(np.uint16).max
+
+
+def _csr_gaps(post: np.ndarray, first: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Per synapse in CSR order, its post neuron minus its column's previous one (GAP_CAP for a column's
+    first synapse or a gap of GAP_CAP or more); post and first are in column order, order[i] is the CSR
+    position of column-order synapse i."""
+    gap_col = np.empty(post.size, dtype=np.int64)
+    if post.size:
+        gap_col[0] = GAP_CAP
+        np.subtract(post[1:], post[:-1], out=gap_col[1:])
+        gap_col[first] = GAP_CAP
+        np.minimum(gap_col, GAP_CAP, out=gap_col)
+    out = np.empty(post.size, dtype=np.uint16)
+    out[order] = gap_col
+    return out
 
 
 # ---- slicings ----
@@ -448,12 +489,91 @@ def _usage(graph: _Graph, table: _Table, target: Target, cut: _Cut, active: np.n
         bits = graph.hdr_bits[row_proj[sparse]] + lengths[sparse] * graph.syn_bits[row_proj[sparse]]
         nbytes += np.bincount(row_dst[sparse], weights=_row_bytes(bits, packed), minlength=n).astype(np.int64)
         fan_in += np.bincount(row_dst, minlength=n)
+    return _with_neuron_counts(graph, table, target, cut, nbytes, fan_in)
+
+
+def _with_neuron_counts(graph: _Graph, table: _Table, target: Target, cut: _Cut, nbytes: np.ndarray,
+                        fan_in: np.ndarray) -> _Usage:
+    """The usage from the rows' bytes and fan-in per slice, plus what per-neuron counts give (synapses, delay
+    slots and stages: slices are runs of neurons) and the conv kernels."""
     kernel = _conv_bytes(graph, target, cut)
-    nbytes += kernel
+    nbytes = nbytes + kernel
     sizes = cut.stop - cut.start
     cum = np.concatenate(([0], np.cumsum(table.post_count)))
     return _Usage(cum[cut.gstart + sizes] - cum[cut.gstart], nbytes, kernel, fan_in,
                   _segment_max(table.post_slots, cut.gstart, sizes), _segment_max(table.post_stage, cut.gstart, sizes))
+
+
+def _row_cost(graph: _Graph, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per projection (a, b, linear): a row of L synapses takes a + b * L bytes exactly where `linear`
+    (every synapse a whole number of words: SpiNNaker), at most a + b * L bytes elsewhere (Loihi's packed
+    bits: the header's and the last word's rounding at most); conv projections store no rows (0, 0)."""
+    word = 32 if target.encoding.synapse_word_bits else 64
+    linear = graph.syn_bits % word == 0
+    a = np.where(linear, -(-graph.hdr_bits // word) * (word // 8), (graph.hdr_bits + word - 1) / 8)
+    b = graph.syn_bits / 8
+    a[graph.conv], b[graph.conv] = 0, 0
+    return a, b, linear | graph.conv
+
+
+def _round_usage(graph: _Graph, table: _Table, target: Target, cut: _Cut,
+                 active: np.ndarray) -> tuple[_Usage, bool]:
+    """`_usage(..., active)` for a fitting round from the CSR gaps: a synapse starts a row of its slice when
+    its gap exceeds its neuron's offset in the slice, so a round is one compare per synapse. Synapse bytes
+    are exact where rows cost linear bytes; elsewhere an upper bound, recounted by the column pass only for
+    populations where that bound is over the budget. Also whether every figure is exact."""
+    sizes = cut.stop - cut.start
+    if table.gap is None or int(sizes.max()) > GAP_CAP:
+        return _usage(graph, table, target, cut, active), True
+    n = int(cut.ptr[-1])
+    a, b, linear = _row_cost(graph, target)
+    offset = (np.arange(cut.slice_of.size, dtype=np.int64) - cut.gstart[cut.slice_of]).astype(np.uint16)
+    fan_in = np.zeros(n, dtype=np.int64)
+    nbytes = np.zeros(n, dtype=np.float64)
+    bounded = np.zeros(n, dtype=bool)  # slices with an upper bound in nbytes
+    post_pop = graph.proj.post_pop
+    for r0, r1, s0, s1 in table.row_blocks:
+        if r1 == r0 or not active[post_pop[table.row_proj[r0]]:post_pop[table.row_proj[r1 - 1]] + 1].any():
+            continue  # rows are grouped by post population
+        neuron, length, proj = table.row_neuron[r0:r1], table.row_len[r0:r1], table.row_proj[r0:r1]
+        starts = np.add.reduceat(table.gap[s0:s1] > np.repeat(offset[neuron], length),
+                                 np.cumsum(length) - length, dtype=np.int64)
+        dst = cut.slice_of[neuron]
+        fan_in += np.bincount(dst, weights=starts, minlength=n).astype(np.int64)
+        nbytes += np.bincount(dst, weights=a[proj] * starts + b[proj] * length, minlength=n)
+        if not linear[proj].all():
+            bounded[dst[~linear[proj]]] = True
+    use = _with_neuron_counts(graph, table, target, cut, nbytes, fan_in)
+    if not bounded.any():
+        use.synapse_bytes[:] = np.rint(use.synapse_bytes)
+        return dataclasses.replace(use, synapse_bytes=use.synapse_bytes.astype(np.int64)), True
+    over = bounded & (use.synapse_bytes > target.core.synapse_memory_bytes)
+    pop_of_slice = np.repeat(np.arange(cut.n.size), cut.n)
+    recount = np.zeros(cut.n.size, dtype=bool)
+    recount[pop_of_slice[over]] = True
+    recount &= active
+    nbytes = np.ceil(use.synapse_bytes).astype(np.int64)  # the bound, under the budget where kept
+    if recount.any():
+        exact = _usage(graph, table, target, cut, recount)
+        mine = recount[pop_of_slice]
+        nbytes[mine] = exact.synapse_bytes[mine]
+    return dataclasses.replace(use, synapse_bytes=nbytes), False
+
+
+def _whole_usage(graph: _Graph, table: _Table, target: Target, grows: np.ndarray) -> _Usage:
+    """Synapse bytes and fan-in of each population on one core (`_usage` of the one-slice cut; the other
+    fields as it gives them): each column is one row when no synapse has a delay stage."""
+    cut = _cut(graph, np.ones(graph.size.size, dtype=np.int64), {})
+    if table.gap is None:
+        return _usage(graph, table, target, cut, grows)
+    packed = target.encoding.synapse_word_bits == 0
+    proj = table.col_proj
+    pop = graph.proj.post_pop[proj]
+    sparse = ~graph.conv[proj]
+    bits = graph.hdr_bits[proj[sparse]] + np.diff(table.col_ptr)[sparse] * graph.syn_bits[proj[sparse]]
+    n = graph.size.size
+    nbytes = np.bincount(pop[sparse], weights=_row_bytes(bits, packed), minlength=n).astype(np.int64)
+    return _with_neuron_counts(graph, table, target, cut, nbytes, np.bincount(pop, minlength=n))
 
 
 def _conv_bytes(graph: _Graph, target: Target, cut: _Cut) -> np.ndarray:
@@ -513,7 +633,7 @@ def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict
     has_in = np.bincount(graph.proj.post_pop, minlength=n_pops) > 0
     grows = ~graph.is_input & has_in
     if grows.any():  # the whole population on one core: its synapse memory and fan-in set a first k
-        whole = _usage(graph, table, target, _cut(graph, np.ones(n_pops, dtype=np.int64), {}), grows)
+        whole = _whole_usage(graph, table, target, grows)
         k = np.where(grows, np.minimum(size, np.maximum.reduce([
             k, -(-whole.synapse_bytes // max(1, core.synapse_memory_bytes)),
             -(-whole.fan_in // max(1, core.input_axons))])), k)
@@ -521,10 +641,11 @@ def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict
     active[list(errors)] = False
     rounds = 0
     use = None
+    exact = True
     while active.any():
         rounds += 1
         cut = _cut(graph, k, splits)
-        use = _usage(graph, table, target, cut, active)
+        use, exact = _round_usage(graph, table, target, cut, active)
         names, used, limit = _budgets(target, cut, use)
         over = used > limit
         slice_over = over.any(axis=1)
@@ -551,7 +672,7 @@ def _fit(graph: _Graph, table: _Table, target: Target) -> tuple[np.ndarray, dict
         k[grow] = np.minimum(size[grow], np.maximum(k[grow] + 1, step))
     if errors:
         raise TargetError(errors[min(errors)])
-    return k, splits, use if rounds == 1 else None
+    return k, splits, use if rounds == 1 and exact else None
 
 
 # ---- output axons ----
