@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
-from .compiler.ir import INPUT, Network, Population, make_projection
+from .compiler.ir import INPUT, Network, Population, Projection, make_projection
+from .compiler.ir.network import compact_int, index_dtype
 
 
 def _delay_layer(nodes: dict, edges: list, pre: str, post: str, weight: np.ndarray, delay: np.ndarray,
@@ -133,8 +136,9 @@ def random_network(n_neurons: int, synapses_per_neuron: int = 100, n_populations
                    max_delay: int = 0, seed: int = 0, dt: float = 1e-3) -> Network:
     """A layered random network built directly as a float Network (scales to 1M neurons).
 
-    Population k receives `synapses_per_neuron` random synapses per neuron from population k-1
-    (the input for k = 0), with weights around threshold / 20 and delays 0..max_delay.
+    Population k receives `synapses_per_neuron` uniform random draws per neuron from population k-1
+    (the input for k = 0), a repeated draw kept once, with weights ~ N(threshold / 20, threshold / 20)
+    (float32, 4 bytes per synapse at 100M synapses) and delays 0..max_delay.
     """
     rng = np.random.default_rng(seed)
     sizes = np.full(n_populations, n_neurons // n_populations)
@@ -148,25 +152,46 @@ def random_network(n_neurons: int, synapses_per_neuron: int = 100, n_populations
         pops[name] = Population(name, "LIF", (n,), {
             "tau": np.full(n, 0.02), "r": np.ones(n), "v_leak": np.zeros(n), "v_threshold": np.ones(n),
             "v_reset": np.zeros(n)})
-        fan_in = min(synapses_per_neuron, prev_size)
-        rows = np.repeat(np.arange(n, dtype=np.int64), fan_in)
-        cols = rng.integers(0, prev_size, rows.size)
-        vals = rng.normal(0.05, 0.05, rows.size)
-        delays = rng.integers(0, max_delay + 1, rows.size) if max_delay else np.zeros(rows.size, np.int64)
-        # Keep one synapse per (post, pre), its first draw: the projection contract. np.unique(rows * prev_size
-        # + cols, return_index=True) gives these, but sorts all synapses at once; every row holds fan_in
-        # draws, so sort each row's (pre, draw position) pairs instead (same synapses, same order).
-        slot_bits = max(1, (fan_in - 1).bit_length())
-        pairs = np.sort((cols << slot_bits | np.arange(fan_in)[None, :].repeat(n, 0).ravel()).reshape(n, fan_in))
-        pre = pairs >> slot_bits
-        keep = np.ones(pairs.shape, dtype=bool)
-        keep[:, 1:] = pre[:, 1:] != pre[:, :-1]
-        first = (np.arange(n, dtype=np.int64)[:, None] * fan_in + (pairs & ((1 << slot_bits) - 1)))[keep]
-        del pairs, pre, keep
-        projections.append(make_projection(prev, name, rows[first], cols[first], vals[first], delays[first],
-                                           (n, prev_size)))
+        projections.append(_random_projection(rng, prev, name, n, prev_size, min(synapses_per_neuron, prev_size),
+                                               max_delay))
         prev, prev_size = name, n
     return Network(pops, projections, ["input"], {"output": prev}, dt)
+
+
+@functools.lru_cache(maxsize=4)
+def _normal_table(mean: float, sd: float) -> np.ndarray:
+    """The 2^16 quantiles (i + 0.5) / 2^16 of N(mean, sd) as float32, none zero: indexing it with uniform
+    16-bit draws samples the normal 4x faster than rng.standard_normal (weights are quantized to at most
+    16 bits anyway)."""
+    from scipy.special import ndtri
+
+    table = (mean + sd * ndtri((np.arange(1 << 16) + 0.5) / (1 << 16))).astype(np.float32)
+    table[table == 0] = np.float32(mean)  # canonical CSR stores no zero weight
+    table.flags.writeable = False  # shared between calls
+    return table
+
+
+def _random_projection(rng: np.random.Generator, pre: str, post: str, n_post: int, n_pre: int, fan_in: int,
+                       max_delay: int) -> Projection:
+    """fan_in uniform draws of a pre neuron per post neuron, each row's distinct ones, straight into
+    canonical CSR (rows sorted, distinct): a sort of each row's few draws in place, no global sort; weights from
+    `_normal_table`."""
+    itype = index_dtype(n_post, n_pre, n_post * fan_in)
+    draws = rng.integers(0, n_pre, (n_post, fan_in), dtype=np.int16 if n_pre <= np.iinfo(np.int16).max else itype)
+    draws.sort(axis=1)
+    keep = np.empty(draws.shape, dtype=bool)
+    keep[:, 0] = True
+    np.not_equal(draws[:, 1:], draws[:, :-1], out=keep[:, 1:])
+    indptr = np.zeros(n_post + 1, dtype=itype)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    indices = draws[keep].astype(itype)
+    del draws, keep
+    weights = _normal_table(0.05, 0.05)[rng.integers(0, 1 << 16, indices.size, dtype=np.uint16)]
+    delays = (rng.integers(0, max_delay + 1, indices.size,
+                            dtype=np.int16 if max_delay <= np.iinfo(np.int16).max else np.int64) if max_delay
+              else np.zeros(indices.size, dtype=np.int16))
+    w = sp.csr_array((weights, indices, indptr), shape=(n_post, n_pre), copy=False)
+    return Projection(pre, post, w, compact_int(delays))
 
 
 def density(matrix: sp.csr_array) -> float:
