@@ -177,14 +177,14 @@ def _random_projection(rng: np.random.Generator, pre: str, post: str, n_post: in
     canonical CSR (rows sorted, distinct): a sort of each row's few draws in place, no global sort; weights from
     `_normal_table`."""
     itype = index_dtype(n_post, n_pre, n_post * fan_in)
-    draws = rng.integers(0, n_pre, (n_post, fan_in), dtype=np.int16 if n_pre <= np.iinfo(np.int16).max else itype)
+    draws = rng.integers(0, n_pre, (n_post, fan_in), dtype=itype)
     draws.sort(axis=1)
     keep = np.empty(draws.shape, dtype=bool)
     keep[:, 0] = True
     np.not_equal(draws[:, 1:], draws[:, :-1], out=keep[:, 1:])
     indptr = np.zeros(n_post + 1, dtype=itype)
     np.cumsum(keep.sum(axis=1), out=indptr[1:])
-    indices = draws[keep].astype(itype)
+    indices = draws[keep]
     del draws, keep
     weights = _normal_table(0.05, 0.05)[rng.integers(0, 1 << 16, indices.size, dtype=np.uint16)]
     delays = (rng.integers(0, max_delay + 1, indices.size,
