@@ -200,3 +200,19 @@ def test_csr_falls_back_to_the_constructor_for_unusual_arrays() -> None:
         assert fast.indices.dtype == ref.indices.dtype and fast.indptr.dtype == ref.indptr.dtype
     with pytest.raises(ValueError):
         segments.csr(data, np.array([0, 1], np.int32), np.array([0, 1], np.int32), (2, 2))  # indptr too short
+
+
+def test_exponents_are_libm_log2s() -> None:
+    """_exponents takes numpy's log2 except next to an integer, where libm's (math.log2) decides: the same
+    exponents as math.log2 everywhere, powers of two and their neighbours included."""
+    import math
+
+    rng = np.random.default_rng(3)
+    pow2 = np.ldexp(1.0, rng.integers(-30, 30, 300))
+    peak = np.concatenate([rng.uniform(1e-6, 1e6, 3000), pow2, np.nextafter(pow2, 0), np.nextafter(pow2, np.inf)])
+    m_max = np.where(rng.random(peak.size) < 0.5, 127.0, 32767.0)
+    got = quantize_mod._exponents(peak, m_max, -64)
+    over = peak > m_max
+    ratio = np.where(over, peak / m_max, m_max / peak)
+    want = [math.ceil(math.log2(r)) if o else -math.floor(math.log2(r)) for r, o in zip(ratio, over, strict=True)]
+    assert got.tolist() == np.maximum(want, -64).tolist()

@@ -10,6 +10,7 @@ also keeps its kernel (`Projection.conv`, compiler/ir/conv.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -51,7 +52,7 @@ class Population:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape)) if self.shape else 1
+        return math.prod(self.shape) if self.shape else 1  # math.prod: np.prod costs ~9 us (10^3 populations)
 
     @property
     def spiking(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,10 +32,12 @@ from ..ir import (
     LoweredProjection,
     LoweredProjections,
     Network,
+    Population,
     Projection,
 )
 from ..ir.conv import Conv
-from ..neuron import coefficients
+from ..ir.network import KIND_PARAMS
+from ..neuron import CubaCoefficients, coefficients
 from . import segments
 from .segments import paused_gc
 
@@ -49,37 +52,119 @@ def _group_by_decay(alpha_i: np.ndarray, alpha_v: np.ndarray) -> list[np.ndarray
     return [np.flatnonzero(inverse == k) for k in range(uniq.size)]
 
 
+@dataclass
+class _Terms:
+    """A population's lowered per-neuron terms (arrays may be views into a batch's arrays)."""
+
+    c: CubaCoefficients
+    span: np.ndarray  # threshold - reset (1 for readouts)
+    offset: np.ndarray  # reset (0 for readouts)
+    gain: np.ndarray  # factor on the neuron's incoming weights
+    bias: np.ndarray
+    driven: bool  # any nonzero constant drive
+    decays: tuple[float, float] | None = None  # (alpha_i, alpha_v) when every neuron has the same: one group
+
+
+def _terms(name: str, pop_size: int, c: CubaCoefficients, drive: np.ndarray) -> _Terms:
+    """The lowered terms of neurons with coefficients `c` and constant drive `drive` (ParameterError names `name`)."""
+    if c.spiking:
+        span = c.thr - c.v_reset
+        if np.any(span <= 0):
+            raise ParameterError(
+                f"population {name!r}: v_threshold must exceed v_reset (found threshold - reset = "
+                f"{float(span.min()):g}); such a neuron fires every step. Fix: check the exported thresholds"
+            )
+        offset = c.v_reset
+    else:
+        span, offset = np.ones(pop_size), np.zeros(pop_size)
+    gain = c.h * c.gain_in / span
+    # Constant drive enters u each step; with current decay alpha_i it settles at
+    # drive / (1 - alpha_i). Lava adds bias to v, so a Cuba population gets the settled value.
+    settle = np.where(c.alpha_i < 1, 1.0 / np.maximum(1.0 - c.alpha_i, 1e-12), 1.0)
+    bias = (gain * drive * settle) + (c.c + (c.alpha_v - 1.0) * offset) / span
+    return _Terms(c, span, offset, gain, bias, bool(np.any(drive)))
+
+
+BATCH_BELOW = 4096  # neurons: populations smaller than this are lowered a kind at a time, end to end
+
+
+def _batched_terms(net: Network) -> dict[str, _Terms]:
+    """_terms of the small populations, computed for all of one kind at once on their parameters end to end
+    (a PACMAN-style graph has 10^3 populations: numpy's per-call cost, not arithmetic, is the time). Every
+    operation is elementwise, so each neuron gets exactly its own population's values. A batch that raises
+    is left out: its populations then raise their own errors, one at a time, as before."""
+    by_kind: dict[tuple, list[str]] = {}
+    for name, pop in net.populations.items():
+        if pop.kind != INPUT and pop.size < BATCH_BELOW and pop.kind in KIND_PARAMS:
+            # Same kind, parameters and dtypes: end to end, each neuron sees the same float operations.
+            dtypes = tuple((k, np.asarray(v).dtype.str) for k, v in sorted(pop.params.items()))
+            by_kind.setdefault((pop.kind, dtypes, pop.bias_or_zero().dtype.str), []).append(name)
+    out: dict[str, _Terms] = {}
+    for (kind, dtypes, _), names in by_kind.items():
+        if len(names) < 2:
+            continue
+        members = [net.populations[n] for n in names]
+        sizes = np.array([p.size for p in members], np.int64)
+        try:
+            params = {k: np.concatenate([np.asarray(p.params[k]).reshape(-1) for p in members]) for k, _ in dtypes}
+            if any(v.size != sizes.sum() for v in params.values()):
+                continue
+            merged = Population(names[0], kind, (int(sizes.sum()),), params)
+            c = coefficients(merged, net.dt, net.discretization)
+            drive = np.concatenate([p.bias_or_zero().reshape(-1) for p in members])
+            whole = _terms(names[0], merged.size, c, drive)
+        except (ParameterError, ValueError):
+            continue
+        out.update(_split_terms(names, sizes, whole, drive))
+    return out
+
+
+def _split_terms(names: list[str], sizes: np.ndarray, whole: _Terms, drive: np.ndarray) -> dict[str, _Terms]:
+    bounds = segments.offsets(sizes).tolist()
+    driven = segments.segment_count(drive != 0, sizes) > 0
+    same = np.ones(len(names), bool)  # every neuron of the population has the same decays (bit for bit)
+    for alpha in (whole.c.alpha_i, whole.c.alpha_v):
+        bits = alpha.view(np.uint64)
+        first = np.repeat(bits[np.array(bounds[:-1])], sizes)
+        same &= segments.segment_count(bits != first, sizes) == 0
+        same &= ~np.isnan(alpha[np.array(bounds[:-1])])
+    out = {}
+    c = whole.c
+    for j, name in enumerate(names):
+        a, b = bounds[j], bounds[j + 1]
+        part = CubaCoefficients(c.alpha_i[a:b], c.gain_in[a:b], c.alpha_v[a:b], c.h[a:b], c.c[a:b], c.thr[a:b],
+                                c.v_reset[a:b], c.spiking, c.has_current)
+        decays = (float(c.alpha_i[a]), float(c.alpha_v[a])) if same[j] else None
+        out[name] = _Terms(part, whole.span[a:b], whole.offset[a:b], whole.gain[a:b], whole.bias[a:b],
+                           bool(driven[j]), decays)
+    return out
+
+
 def lower(net: Network) -> LoweredNetwork:
     pops: dict[str, LoweredPopulation] = {}
     source_pops: dict[str, list[str]] = {}
     row_gain: dict[str, np.ndarray] = {}  # per source neuron: factor applied to its incoming weights
     notes: list[str] = []
+    batched = _batched_terms(net)
     for name, pop in net.populations.items():
         if pop.kind == INPUT:
             pops[name] = LoweredPopulation(name, name, np.arange(pop.size), pop.shape, INPUT)
             source_pops[name] = [name]
             continue
-        c = coefficients(pop, net.dt, net.discretization)
-        if c.spiking:
-            span = c.thr - c.v_reset
-            if np.any(span <= 0):
-                raise ParameterError(
-                    f"population {name!r}: v_threshold must exceed v_reset (found threshold - reset = "
-                    f"{float(span.min()):g}); such a neuron fires every step. Fix: check the exported thresholds"
-                )
-            offset = c.v_reset
-        else:
-            span, offset = np.ones(pop.size), np.zeros(pop.size)
-        gain = c.h * c.gain_in / span
-        row_gain[name] = gain
-        drive = pop.bias_or_zero()
-        # Constant drive enters u each step; with current decay alpha_i it settles at
-        # drive / (1 - alpha_i). Lava adds bias to v, so a Cuba population gets the settled value.
-        settle = np.where(c.alpha_i < 1, 1.0 / np.maximum(1.0 - c.alpha_i, 1e-12), 1.0)
-        bias = (gain * drive * settle) + (c.c + (c.alpha_v - 1.0) * offset) / span
-        if c.has_current and np.any(drive):
+        t = batched.get(name)
+        if t is None:
+            t = _terms(name, pop.size, coefficients(pop, net.dt, net.discretization), pop.bias_or_zero())
+        c, span, offset, bias = t.c, t.span, t.offset, t.bias
+        row_gain[name] = t.gain
+        if c.has_current and t.driven:
             notes.append(f"{name}: constant input to a current-based neuron enters v at its settled value "
                          "(Lava adds bias to v, not to u); the first ~tau_syn steps differ")
+        if t.decays is not None:  # one decay pair: one lowered population, no split to look for
+            pops[name] = LoweredPopulation(name, name, np.arange(pop.size), pop.shape, pop.kind,
+                                           alpha_i=t.decays[0], alpha_v=t.decays[1], bias=bias, spiking=c.spiking,
+                                           v_scale=span, v_offset=offset)
+            source_pops[name] = [name]
+            continue
         groups = _group_by_decay(c.alpha_i, c.alpha_v)
         if len(groups) > MAX_SPLITS:
             warnings.warn(f"population {name!r} has {len(groups)} distinct decays; sharing their median "

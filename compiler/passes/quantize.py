@@ -76,9 +76,11 @@ def _exponents(peak: np.ndarray, m_max: np.ndarray, exp_min: int) -> np.ndarray:
     its largest |weight| x scale), as small as `exp_min` allows."""
     over = peak > m_max
     ratio = np.where(over, peak / m_max, m_max / peak)
-    # math.log2, not np.log2: numpy's SIMD log2 may differ from libm's by an ulp, which would move
-    # ceil/floor near powers of two. This is one C call per projection, no Python arithmetic.
-    log = np.fromiter(map(math.log2, ratio.tolist()), np.float64, ratio.size)
+    # libm's log2 (math.log2) decides: numpy's SIMD log2 may differ from it by an ulp, which moves
+    # ceil/floor only next to an integer, so those few are recomputed with math.log2.
+    log = np.log2(ratio)
+    near = np.flatnonzero(np.abs(log - np.rint(log)) < 1e-6)
+    log[near] = np.fromiter(map(math.log2, ratio[near].tolist()), np.float64, near.size)
     exp = np.where(over, np.ceil(log), -np.floor(log)).astype(np.int64)
     return np.maximum(exp, exp_min)
 
@@ -130,7 +132,15 @@ def _quantize_bias(bias_v: np.ndarray, fmt: NumericFormat) -> tuple[np.ndarray, 
     return mant, exp
 
 
-def _choose_scale(fmt: NumericFormat, peaks: tuple[float, float] | None, bias: np.ndarray) -> float:
+def _abs_peaks(arrays: list[np.ndarray]) -> np.ndarray:
+    """max |values| of each array (0 for an empty one), in one pass over them end to end."""
+    sizes = np.array([a.size for a in arrays], np.int64)
+    if not arrays:
+        return np.zeros(0)
+    return segment_max(np.abs(concat(arrays)), sizes, 0.0)
+
+
+def _choose_scale(fmt: NumericFormat, peaks: tuple[float, float] | None, bias_peak: float) -> float:
     """Largest scale <= default_scale at which every incoming weight and the bias fit the format.
 
     `peaks`: (smallest, largest) over the incoming non-empty projections of their largest |weight|
@@ -142,9 +152,9 @@ def _choose_scale(fmt: NumericFormat, peaks: tuple[float, float] | None, bias: n
         if peaks[0] == 0:  # an all-zero projection: the per-projection limit / peak divided by zero here
             raise ZeroDivisionError("float division by zero")
         scale = min(scale, limit / peaks[1])
-    if bias.size and np.abs(bias).max() > 0:
+    if bias_peak > 0:
         limit = fmt.bias_mant_max * 2.0 ** fmt.bias_exp_max / (1 << fmt.activation_shift)
-        scale = min(scale, limit / float(np.abs(bias).max()))
+        scale = min(scale, limit / bias_peak)
     return scale
 
 
@@ -163,16 +173,16 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
     table = projs if isinstance(projs, LoweredProjections) and not projs.conv else None
     stats = _Stats.of(projs) if table is None else _Stats.of_table(table)
     peaks = _peaks_by_post(projs, stats) if table is None else _table_peaks_by_post(table, stats)
-    for name, lp in lnet.populations.items():
-        if lp.kind == INPUT:
-            pops[name] = IntPopulation(name, lp.source, lp.index, lp.shape, INPUT)
-            continue
+    neurons = [lp for lp in lnet.populations.values() if lp.kind != INPUT]
+    bias_peaks = _abs_peaks([lp.bias for lp in neurons])
+    for lp, bias_peak in zip(neurons, bias_peaks.tolist(), strict=True):
+        name = lp.name
         if lp.kind not in target.neuron_kinds:
             raise UnsupportedNodeError(
                 f"population {lp.source!r} is {lp.kind}, which {target.name} does not run (it runs "
                 f"{', '.join(target.neuron_kinds)}). Fix: convert the layer, or choose another target"
             )
-        scale = _choose_scale(fmt, peaks.get(name), lp.bias)
+        scale = _choose_scale(fmt, peaks.get(name), bias_peak)
         if scale < 1:
             raise QuantizationError(
                 f"population {name!r}: weights or bias exceed what {target.name}'s format can represent even "
@@ -180,16 +190,27 @@ def quantize(lnet: LoweredNetwork, target: Target) -> IntNetwork:
                 "threshold) or use a target with wider weights"
             )
         vth = int(math.floor(scale)) if lp.spiking else fmt.threshold_max
-        scale = float(vth) if lp.spiking else scale
-        scales[name] = scale
-        du = int(np.clip(round((1.0 - lp.alpha_i) * unity) - 1, 0, decay_max))
-        dv = int(np.clip(round((1.0 - lp.alpha_v) * unity), 0, decay_max))
-        bias_v = lp.bias * scale * (1 << fmt.activation_shift)
-        mant, exp = _quantize_bias(bias_v, fmt)
-        pops[name] = IntPopulation(
-            name, lp.source, lp.index, lp.shape, LIF, du, dv, vth, mant, exp, lp.spiking,
-            v_unit=lp.v_scale / (scale * (1 << fmt.activation_shift)), v_offset=lp.v_offset,
-        )
+        scales[name] = float(vth) if lp.spiking else scale
+    # The biases of every population at once (elementwise: each neuron gets its own population's scale).
+    sizes = np.array([lp.bias.size for lp in neurons], np.int64)
+    unit = [scales[lp.name] * (1 << fmt.activation_shift) for lp in neurons]
+    bias_v = concat([lp.bias for lp in neurons]) if neurons else np.zeros(0)
+    bias_v = bias_v * np.repeat(np.array([scales[lp.name] for lp in neurons], np.float64), sizes)
+    bias_v *= 1 << fmt.activation_shift
+    mants, exps = (split(a, sizes) for a in _quantize_bias(bias_v, fmt))
+    v_units = split(concat([lp.v_scale for lp in neurons]) / np.repeat(np.array(unit, np.float64),
+                    [lp.v_scale.size for lp in neurons]), np.array([lp.v_scale.size for lp in neurons])) \
+        if neurons else []
+    made = {}
+    for lp, mant, exp, v_unit in zip(neurons, mants, exps, v_units, strict=True):
+        scale = scales[lp.name]
+        vth = int(scale) if lp.spiking else fmt.threshold_max
+        du = min(max(round((1.0 - lp.alpha_i) * unity) - 1, 0), decay_max)
+        dv = min(max(round((1.0 - lp.alpha_v) * unity), 0), decay_max)
+        made[lp.name] = IntPopulation(lp.name, lp.source, lp.index, lp.shape, LIF, du, dv, vth, mant, exp, lp.spiking,
+                                      v_unit=v_unit, v_offset=lp.v_offset)
+    for name, lp in lnet.populations.items():
+        pops[name] = made[name] if name in made else IntPopulation(name, lp.source, lp.index, lp.shape, INPUT)
     if table is not None:
         projections: list[IntProjection] | IntProjections = _int_table(table, stats, scales, target)
     else:
