@@ -101,6 +101,9 @@ def test_table_compiles_to_what_the_list_compiles_to(seed: int, form: str, targe
     assert isinstance(tinet.projections, IntProjections)
     assert len(tinet.projections) < len(tnet.projections)  # the all-zero ones were dropped
     _assert_same_projections(inet.projections, tinet.projections)
+    assert (tinet.n_synapses, tnet.n_synapses) == (inet.n_synapses, net.n_synapses)
+    _assert_same_projections(inet.incoming("p2"), tinet.incoming("p2"))
+    _assert_same_projections(net.outgoing("p3"), tnet.outgoing("p3"))
     assert all(np.array_equal(getattr(inet.populations[k], f), getattr(tinet.populations[k], f))
                for k in inet.populations for f in ("bias_mant", "bias_exp", "vth", "du", "dv"))
     # The mapping passes read the table's arrays and give the same mapping.

@@ -95,10 +95,14 @@ class IntNetwork:
     notes: list[str] = field(default_factory=list)
 
     def incoming(self, post: str) -> list[IntProjection]:
+        if isinstance(self.projections, ProjectionTable):
+            return self.projections.where_post(post)
         return [p for p in self.projections if p.post == post]
 
     @property
     def n_synapses(self) -> int:
+        if isinstance(self.projections, ProjectionTable):
+            return self.projections.n_synapses
         return sum(p.n_synapses for p in self.projections)
 
     @property

@@ -162,9 +162,13 @@ class Network:
     dt_source: str = "given"  # where dt came from: given, recorded, inferred or assumed (inspect shows it)
 
     def incoming(self, post: str) -> list[Projection]:
+        if isinstance(self.projections, ProjectionTable):
+            return self.projections.where_post(post)
         return [p for p in self.projections if p.post == post]
 
     def outgoing(self, pre: str) -> list[Projection]:
+        if isinstance(self.projections, ProjectionTable):
+            return self.projections.where_pre(pre)
         return [p for p in self.projections if p.pre == pre]
 
     @property
@@ -173,6 +177,8 @@ class Network:
 
     @property
     def n_synapses(self) -> int:
+        if isinstance(self.projections, ProjectionTable):
+            return self.projections.n_synapses
         return sum(p.n_synapses for p in self.projections)
 
     def input_size(self) -> int:

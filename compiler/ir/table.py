@@ -314,6 +314,19 @@ class ProjectionTable(Sequence[T]):
     def post_name(self, k: int) -> str:
         return self.names[int(self.post[k])]
 
+    @property
+    def n_synapses(self) -> int:
+        return int(self.blocks.syn_ptr[-1])
+
+    def where_post(self, name: str) -> list[T]:
+        """The projections into population `name` (only those are made)."""
+        k = self.names.index(name) if name in self.names else -1
+        return [self[i] for i in np.flatnonzero(self.post == k).tolist()]
+
+    def where_pre(self, name: str) -> list[T]:
+        k = self.names.index(name) if name in self.names else -1
+        return [self[i] for i in np.flatnonzero(self.pre == k).tolist()]
+
     def index_in(self, populations: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(pre, post) as indices into `populations` (a network's population order)."""
         if tuple(populations) == self.names:
