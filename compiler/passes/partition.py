@@ -25,10 +25,8 @@ for the same reason.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from dataclasses import dataclass
-from operator import attrgetter, is_not
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,14 +34,9 @@ from scipy.sparse import csgraph
 
 from ..errors import TargetError
 from ..ir import IntNetwork, IntProjection, Partition, Role, Slice, SliceUsage
+from ..ir.table import gather_ranges
 from ..targets.target import Target
-from .synapse_chunks import (
-    ProjectionArrays,
-    block_bounds,
-    concat,
-    nonempty_rows,
-    projection_arrays,
-)
+from .synapse_chunks import ProjectionArrays, block_bounds, projection_arrays
 
 
 def _row_bits(target: Target, proj: IntProjection) -> tuple[int, int]:
@@ -261,9 +254,9 @@ def _whole_graph(inet: IntNetwork, target: Target) -> tuple[_Graph, _Table]:
     offset[1:] = np.cumsum(size)
     arr = projection_arrays(inet)
     n = arr.size
-    mixed = np.fromiter(map("mixed".__eq__, map(attrgetter("sign_mode"), inet.projections)), dtype=bool, count=n)
-    convs = map(attrgetter("conv"), inet.projections)
-    conv = np.fromiter(map(is_not, convs, itertools.repeat(None)), dtype=bool, count=n)
+    mixed = arr.sign_mixed
+    conv = np.zeros(n, dtype=bool)
+    conv[list(arr.conv)] = True
     table, max_delay = _table(arr, int(offset[-1]), target.core.delay_slots)
     enc, fmt = target.encoding, target.format
     if enc.synapse_word_bits:  # as _row_bits
@@ -274,7 +267,7 @@ def _whole_graph(inet: IntNetwork, target: Target) -> tuple[_Graph, _Table]:
     graph = _Graph(list(inet.populations), size,
                    np.fromiter((p.kind == "input" for p in pops), dtype=bool, count=len(pops)), offset, arr,
                    syn_bits, np.full(n, enc.row_header_bits, dtype=np.int64), conv, max_delay,
-                   {int(c): inet.projections[c] for c in np.flatnonzero(conv)})
+                   dict(arr.conv))
     return graph, table
 
 
@@ -318,19 +311,53 @@ def _table(arr: ProjectionArrays, total: int, slots: int) -> tuple[_Table, np.nd
     return table, max_delay
 
 
+def _block_synapses(arr: ProjectionArrays, ids: np.ndarray) -> slice | np.ndarray:
+    """Where the synapses of projections `ids` are in the end-to-end arrays: a slice when the ids are
+    consecutive (a view, no gather), else their positions."""
+    if ids.size and int(ids[-1]) - int(ids[0]) + 1 == ids.size and bool(np.all(np.diff(ids) == 1)):
+        return slice(int(arr.syn_ptr[ids[0]]), int(arr.syn_ptr[ids[-1] + 1]))
+    return arr.take_synapses(ids)
+
+
+def _block_rows(arr: ProjectionArrays, ids: np.ndarray,
+                syn: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(projection within the block, row, entries) of every non-empty row of projections `ids`, in CSR order,
+    from the stored form of the rows: each projection's indptr, or each synapse's row."""
+    if not arr.blocks.has_rows:
+        n_ptr = arr.n_post[ids] + 1
+        ptr = arr.ptr_ptr
+        if isinstance(syn, slice):
+            indptr = arr.indptr_all[int(ptr[ids[0]]):int(ptr[ids[-1] + 1])]
+        else:
+            indptr = arr.indptr_all[gather_ranges(ptr[ids], n_ptr)]
+        counts = np.diff(indptr)  # across a seam between two projections: -nnz or 0, never a row
+        pos = np.flatnonzero(counts > 0)
+        start = np.cumsum(n_ptr) - n_ptr
+        owner = np.searchsorted(start, pos, side="right") - 1
+        return owner, pos - start[owner], counts[pos].astype(np.int64)
+    rows = arr.rows_all[syn]
+    if not rows.size:
+        return (np.zeros(0, np.int64),) * 3
+    owner = np.repeat(np.arange(ids.size), arr.nnz[ids])
+    new = np.ones(rows.size, dtype=bool)
+    new[1:] = (rows[1:] != rows[:-1]) | (owner[1:] != owner[:-1])
+    first = np.flatnonzero(new)
+    return owner[first], rows[first].astype(np.int64), np.diff(np.append(first, rows.size))
+
+
 def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
                  per_neuron: tuple[np.ndarray, ...], max_delay: np.ndarray) -> list:
     """Columns of projections `ids` in column order; fills their per-neuron counts and maximum delays.
     Stable-sorting by (projection, pre neuron) keeps each column's post neurons ascending (CSR order is
     by post neuron); a block of dense projections is transposed by scipy instead (linear, not n log n)."""
     post_count, post_slots, post_stage = per_neuron
-    pick = ids.tolist()
     nnz, n_post, n_pre = arr.nnz[ids], arr.n_post[ids], arr.n_pre[ids]
     syn_off, row_off, col_off = (np.cumsum(x) - x for x in (nnz, n_post, n_pre))
     n_syn = int(nnz.sum())
-    row_owner, row, row_len = nonempty_rows(list(map(arr.indptr.__getitem__, pick)))
+    syn = _block_synapses(arr, ids)
+    row_owner, row, row_len = _block_rows(arr, ids, syn)
     neuron = arr.post_offset[ids][row_owner] + row  # global post neuron of each non-empty row
-    delays = concat(list(map(arr.delays.__getitem__, pick)))
+    delays = arr.delays_all[syn]
     full = np.flatnonzero(nnz)
     if full.size:
         max_delay[ids[full]] = np.maximum.reduceat(delays, syn_off[full])
@@ -341,7 +368,7 @@ def _table_block(arr: ProjectionArrays, ids: np.ndarray, slots: int,
         np.maximum.at(post_slots, neuron, np.maximum.reduceat(delays % slots, row_first).astype(np.int64) + 1)
         if staged:
             np.maximum.at(post_stage, neuron, np.maximum.reduceat(delays // slots, row_first).astype(np.int64))
-    pre = concat(list(map(arr.indices.__getitem__, pick))).astype(np.int64)
+    pre = arr.indices_all[syn].astype(np.int64)
     syn_owner = np.repeat(np.arange(ids.size), nnz)
     pre += col_off[syn_owner]  # the block's column of each synapse
     if int(n_post.sum() + n_pre.sum()) > SORT_BELOW * n_syn:  # sparse: sorting beats touching every row
