@@ -215,8 +215,11 @@ def neurocc_worker(config: str, seed: int, machine: list[int]) -> None:
     ours = [s for s in placement.slices if s.population != "input"]
     import neurocc
 
+    made = getattr(inet.projections, "_items", None)  # a table makes a projection object only when one is read
     emit_result({
         "neurocc_imported_from": str(Path(neurocc.__file__).parent),
+        "projections_stored_as": type(inet.projections).__name__,
+        "projection_objects_made": sum(item is not None for item in made) if made is not None else None,
         "stage_times_s": times, "peak_rss_mb": peak_rss_mb(), "cpu_s": cpu_s(),
         "cores": len(ours), "chips": len({s.chip for s in ours}), "placement_method": placement.method,
         "entries": {
